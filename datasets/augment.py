@@ -1,0 +1,42 @@
+"""Batched augmentation on the training device, with the distribution of the reference's
+per-image PIL pipeline RandomCrop(32, padding=4) -> RandomHorizontalFlip -> ToTensor -> Normalize:
+zero padding, crop offsets uniform over 0..2*pad inclusive per axis, flip with p = 0.5, pixels/255.
+Random draws come from a CPU torch.Generator, so a seed gives the same batches on any device."""
+import torch
+import torch.nn.functional as F
+
+# RepDistiller's CIFAR-100 constants (SSKD's differ in the 4th decimal: see SSKD_CIFAR100_*)
+CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
+CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+SSKD_CIFAR100_MEAN = (0.5071, 0.4866, 0.4409)
+SSKD_CIFAR100_STD = (0.2675, 0.2565, 0.2761)
+
+
+def draw_crop_flip(n, pad, generator):
+    """Per-sample crop offsets (y, x) in [0, 2*pad] and flip decisions, drawn on the CPU."""
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    return offsets, flips
+
+
+def crop_flip(images, offsets, flips, pad):
+    """images: (N, C, H, W) uint8 on any device. Zero-pad by `pad`, crop HxW at `offsets`,
+    mirror the rows of samples whose `flips` is True. Returns uint8 (N, C, H, W)."""
+    n, c, h, w = images.shape
+    device = images.device
+    padded = F.pad(images, (pad, pad, pad, pad))
+    offsets = offsets.to(device)
+    rows = offsets[:, 0:1] + torch.arange(h, device=device)          # (N, H)
+    cols = offsets[:, 1:2] + torch.arange(w, device=device)          # (N, W)
+    cols = torch.where(flips.to(device)[:, None], cols.flip(1), cols)
+    batch = torch.arange(n, device=device)[:, None, None]
+    # advanced indexing over (N, H, W) picks every sample's own window in one gather
+    out = padded.permute(0, 2, 3, 1)[batch, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+def normalize(images_uint8, mean, std):
+    """uint8 (N, C, H, W) -> float (x/255 - mean)/std, as ToTensor + Normalize."""
+    mean = torch.tensor(mean, device=images_uint8.device).view(1, -1, 1, 1)
+    std = torch.tensor(std, device=images_uint8.device).view(1, -1, 1, 1)
+    return (images_uint8.float().div_(255.0) - mean) / std

@@ -1,0 +1,93 @@
+"""In-memory image datasets and their batch loader."""
+import math
+from dataclasses import dataclass
+
+import torch
+
+from . import augment, cifar100, digits
+
+DATASETS = ("cifar100", "digits")
+
+
+@dataclass
+class ImageSet:
+    """All images of one split as a uint8 (N, C, H, W) tensor plus int64 labels."""
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    num_classes: int
+    mean: tuple
+    std: tuple
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def build_image_sets(dataset, data_root=None, download=False):
+    """(train, test) ImageSets of `dataset` ('cifar100' or 'digits')."""
+    if dataset == "cifar100":
+        if download:
+            cifar100.download(data_root)
+        train = cifar100.load_split(data_root, train=True)
+        test = cifar100.load_split(data_root, train=False)
+        mean, std, n_cls = augment.CIFAR100_MEAN, augment.CIFAR100_STD, 100
+    elif dataset == "digits":
+        train, test = digits.load_split(train=True), digits.load_split(train=False)
+        gray = train[0].float() / 255.0   # grey images: one constant per channel, from the train split
+        mean, std = (gray.mean().item(),) * 3, (gray.std().item(),) * 3
+        n_cls = digits.NUM_CLASSES
+    else:
+        raise ValueError(f"unknown dataset '{dataset}'; choose from {', '.join(DATASETS)}")
+    return (ImageSet(dataset, train[0], train[1], n_cls, mean, std),
+            ImageSet(dataset, test[0], test[1], n_cls, mean, std))
+
+
+class InMemoryLoader:
+    """Iterates an ImageSet in batches of dicts {'image', 'label', 'index'} on `device`.
+
+    Shuffling and augmentation draw from one CPU torch.Generator (its state is saved in the
+    checkpoint, so a resumed run sees the same batches). With `world_size > 1` every rank uses the
+    same permutation and takes its own strided share, like DistributedSampler."""
+
+    def __init__(self, image_set, batch_size, train, device="cpu", generator=None, pad=4,
+                 drop_last=False, rank=0, world_size=1):
+        self.set = image_set
+        self.batch_size = batch_size
+        self.train = train
+        self.device = torch.device(device)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.pad = pad
+        self.drop_last = drop_last
+        self.rank, self.world_size = rank, world_size
+        self.images = image_set.images.to(self.device)
+        self.labels = image_set.labels.to(self.device)
+
+    def _order(self):
+        n = len(self.set)
+        order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
+        if self.world_size > 1:
+            per_rank = math.ceil(n / self.world_size)
+            order = torch.cat([order, order[: per_rank * self.world_size - n]])  # pad as DistributedSampler
+            order = order[self.rank::self.world_size]
+        return order
+
+    def __len__(self):
+        n = math.ceil(len(self.set) / self.world_size)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        order = self._order()
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            if self.drop_last and len(idx) < self.batch_size:
+                break
+            yield self.make_batch(idx)
+
+    def make_batch(self, idx):
+        dev_idx = idx.to(self.device)
+        images = self.images[dev_idx]
+        if self.train:
+            offsets, flips = augment.draw_crop_flip(len(idx), self.pad, self.generator)
+            images = augment.crop_flip(images, offsets, flips, self.pad)
+        return {"image": augment.normalize(images, self.set.mean, self.set.std),
+                "label": self.labels[dev_idx], "index": dev_idx}

@@ -1,0 +1,62 @@
+"""Command-line plumbing shared by the scripts: common flags, device choice, seeding, and turning
+expected failures into one clear message."""
+import functools
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+def add_data_args(parser, datasets=("cifar100", "digits")):
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default="cifar100", choices=datasets)
+    g.add_argument("--data-root", default="./data",
+                   help="folder holding cifar-100-python/ (CIFAR-100) or train/ and val/ (ImageNet)")
+    g.add_argument("--download", action="store_true", help="download CIFAR-100 into --data-root first")
+
+
+def add_run_args(parser, default_save_dir):
+    g = parser.add_argument_group("run")
+    g.add_argument("--save-dir", default=default_save_dir, help="parent folder of experiment folders")
+    g.add_argument("--name", default=None, help="experiment folder name (default: derived from the arguments)")
+    g.add_argument("--trial", default="0", help="trial label used in the default folder name")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--resume", action="store_true", help="continue the run in the experiment folder")
+    g.add_argument("--save-every", type=int, default=40, help="also keep ckpt/epoch_N.pth every N epochs (0: never)")
+    g.add_argument("--amp", action="store_true", help="mixed precision (float16) on CUDA")
+    g.add_argument("--no-progress", action="store_true", help="hide tqdm progress bars")
+
+
+def pick_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class UserError(Exception):
+    """A bad input that the user can fix; reported as one line, without a traceback."""
+
+
+def exit_on_user_error(*error_types):
+    """Decorator for a script's main(): listed exceptions print 'error: ...' and exit with code 2."""
+    def wrap(main):
+        @functools.wraps(main)
+        def run(*args, **kwargs):
+            try:
+                return main(*args, **kwargs)
+            except (UserError, *error_types) as e:
+                print(f"error: {e}", file=sys.stderr)
+                sys.exit(2)
+        return run
+    return wrap

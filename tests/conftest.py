@@ -1,0 +1,47 @@
+import os
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def write_cifar100_folder(root, n_train=200, n_test=100, seed=0):
+    """A small CIFAR-100 folder in torchvision's exact on-disk format (latin1-compatible pickles
+    with 'data' N x 3072 uint8, 'fine_labels', 'coarse_labels', 'filenames')."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, "cifar-100-python")
+    os.makedirs(folder, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        labels = (np.arange(n) % 100).tolist()
+        # class-dependent colour so that the data are learnable at all
+        base = (np.array(labels)[:, None] * 2.5).astype(np.uint8)
+        data = np.clip(base + rng.integers(0, 40, size=(n, 3072)), 0, 255).astype(np.uint8)
+        entry = {"filenames": [f"img_{i}.png" for i in range(n)], "batch_label": f"{split} batch",
+                 "fine_labels": labels, "coarse_labels": [l // 5 for l in labels], "data": data}
+        with open(os.path.join(folder, split), "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+    with open(os.path.join(folder, "meta"), "wb") as f:
+        pickle.dump({"fine_label_names": [f"c{i}" for i in range(100)],
+                     "coarse_label_names": [f"s{i}" for i in range(20)]}, f, protocol=2)
+    return root
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    return write_cifar100_folder(str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def manifest():
+    import json
+    with open(os.path.join(FIXTURES, "cifar_models_manifest.json")) as f:
+        return json.load(f)
