@@ -1,0 +1,120 @@
+"""CRD (contrastive representation distillation): linear + L2 embeddings of both pooled features,
+two memory banks (student / teacher) of every training sample, K class-aware negatives per sample,
+NCE-style loss on both sides; normalisation constants Z fixed at the first batch.
+
+Negatives are drawn here, from the batch's dataset indices and the training labels: for each
+anchor K distinct indices, uniformly among the samples of other classes (as RepDistiller's
+CIFAR100InstanceSample in 'exact' mode), from a torch generator whose state is checkpointed."""
+import math
+
+import torch
+import torch.nn as nn
+
+from .base import Method, MethodError, Weights
+
+
+class Embed(nn.Module):
+    def __init__(self, dim_in, dim_out=128):
+        super().__init__()
+        self.linear = nn.Linear(dim_in, dim_out)
+
+    def forward(self, x):
+        x = self.linear(x.flatten(1))
+        return x / x.pow(2).sum(1, keepdim=True).sqrt()   # no epsilon, as the reference
+
+
+class ContrastMemory(nn.Module):
+    """Buffers `params` = [K, T, Z_student_anchor, Z_teacher_anchor, momentum] (Z = -1 until the
+    first forward), `memory_v1` (student bank), `memory_v2` (teacher bank)."""
+
+    def __init__(self, dim, n_data, k, temperature=0.07, momentum=0.5):
+        super().__init__()
+        self.register_buffer("params", torch.tensor([k, temperature, -1.0, -1.0, momentum]))
+        bound = 1.0 / math.sqrt(dim / 3)
+        self.register_buffer("memory_v1", torch.rand(n_data, dim).mul_(2 * bound).add_(-bound))
+        self.register_buffer("memory_v2", torch.rand(n_data, dim).mul_(2 * bound).add_(-bound))
+
+    def forward(self, v1, v2, index, contrast_idx):
+        """v1 student embedding, v2 teacher embedding. Returns (student-anchor scores against the
+        teacher bank, teacher-anchor scores against the student bank), each (B, K+1, 1) / Z."""
+        k = contrast_idx.shape[1] - 1
+        temperature, momentum = self.params[1].item(), self.params[4].item()
+        b, dim = v1.shape
+        n_data = self.memory_v1.shape[0]
+        w1 = self.memory_v1.index_select(0, contrast_idx.reshape(-1)).detach().view(b, k + 1, dim)
+        w2 = self.memory_v2.index_select(0, contrast_idx.reshape(-1)).detach().view(b, k + 1, dim)
+        out_t = torch.exp(torch.bmm(w1, v2.view(b, dim, 1)) / temperature)   # teacher anchor
+        out_s = torch.exp(torch.bmm(w2, v1.view(b, dim, 1)) / temperature)   # student anchor
+        # the constants are set once, from the first batch, and stored in the buffer (its dtype)
+        if self.params[2].item() < 0:
+            self.params[2] = out_s.mean().detach() * n_data
+        if self.params[3].item() < 0:
+            self.params[3] = out_t.mean().detach() * n_data
+        out_s = out_s / self.params[2].item()
+        out_t = out_t / self.params[3].item()
+        with torch.no_grad():
+            for bank, v in ((self.memory_v1, v1), (self.memory_v2, v2)):
+                rows = bank.index_select(0, index) * momentum + v.detach() * (1 - momentum)
+                bank.index_copy_(0, index, rows / rows.pow(2).sum(1, keepdim=True).sqrt())
+        return out_s, out_t
+
+
+def contrast_loss(x, n_data, eps=1e-7):
+    """-(1/B) [sum log(P_pos / (P_pos + K/N + eps)) + sum log((K/N) / (P_neg + K/N + eps))]."""
+    b, m = x.shape[0], x.shape[1] - 1
+    c = m / float(n_data)
+    pos = x[:, 0]
+    neg = x[:, 1:]
+    log_d1 = torch.log(pos / (pos + c + eps))
+    log_d0 = torch.log(torch.full_like(neg, c) / (neg + c + eps))
+    return -(log_d1.sum() + log_d0.sum()) / b
+
+
+def sample_negatives(index, labels, k, generator):
+    """(B, K+1) indices: column 0 the anchor itself, then K distinct indices of other classes,
+    uniformly without replacement (random keys, same-class keys masked, top-K)."""
+    keys = torch.rand(len(index), len(labels), generator=generator).to(labels.device)
+    same = labels[index.to(labels.device)][:, None] == labels[None, :]
+    keys.masked_fill_(same, -1.0)
+    negatives = keys.topk(k, dim=1).indices
+    return torch.cat([index.to(labels.device)[:, None], negatives], 1).to(index.device)
+
+
+class CRD(Method):
+    name = "crd"
+    standard_weights = Weights(ce=1.0, kd=0.0, distill=0.8)
+
+    def __init__(self, ctx, weights):
+        super().__init__(ctx, weights)
+        if ctx.train_labels is None:
+            raise MethodError("CRD needs the training labels (class-aware negatives)")
+        self.n_data = ctx.n_data
+        self.k = int(ctx.get("nce_k", 16384))
+        min_pool = min(int((ctx.train_labels != c).sum()) for c in ctx.train_labels.unique())
+        if self.k > min_pool:
+            raise MethodError(f"--nce-k {self.k} exceeds the {min_pool} samples of other classes available; "
+                              f"lower --nce-k")
+        dim = int(ctx.get("feat_dim", 128))
+        self.embed_s = Embed(ctx.s_shapes[-1][1], dim)
+        self.embed_t = Embed(ctx.t_shapes[-1][1], dim)
+        self.contrast = ContrastMemory(dim, self.n_data, self.k, ctx.get("nce_t", 0.07), ctx.get("nce_m", 0.5))
+        self.register_buffer("labels", ctx.train_labels.clone())
+        self.generator = torch.Generator().manual_seed(int(ctx.get("seed", 0)) + 1)
+
+    def scores(self, f_s, f_t, index, contrast_idx):
+        return self.contrast(self.embed_s(f_s), self.embed_t(f_t), index, contrast_idx)
+
+    def crd_loss(self, f_s, f_t, index, contrast_idx):
+        out_s, out_t = self.scores(f_s, f_t, index, contrast_idx)
+        return contrast_loss(out_s, self.n_data) + contrast_loss(out_t, self.n_data)
+
+    def distill_loss(self, s, t, batch):
+        contrast_idx = sample_negatives(batch["index"], self.labels, self.k, self.generator)
+        return self.crd_loss(s.feats[-1], t.feats[-1], batch["index"], contrast_idx)
+
+    # the negative sampler's generator travels with the module's state (exact resume)
+    def get_extra_state(self):
+        return {"generator": self.generator.get_state()}
+
+    def set_extra_state(self, state):
+        self.generator.set_state(state["generator"])

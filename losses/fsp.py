@@ -1,0 +1,42 @@
+"""FSP (flow of solution procedure): distils only in a 30-epoch init phase on feat[:-1], training
+the student's feature modules; afterwards CE only (plus KD if alpha > 0), as the reference.
+Needs equal channel counts at every tap."""
+from engine.schedule import make_schedule
+from .base import InitPhase, Method, MethodError, Weights, pool_to_smaller
+
+
+def fsp_matrices(feats):
+    out = []
+    for bottom, top in zip(feats[:-1], feats[1:]):
+        bottom, top = pool_to_smaller(bottom, top)
+        b, c_bot = bottom.shape[:2]
+        c_top = top.shape[1]
+        out.append(top.reshape(b, c_top, 1, -1).mul(bottom.reshape(b, 1, c_bot, -1)).mean(-1))
+    return out
+
+
+def fsp_terms(feats_s, feats_t):
+    return [(g_s - g_t).pow(2).mean() for g_s, g_t in zip(fsp_matrices(feats_s), fsp_matrices(feats_t))]
+
+
+class FSP(Method):
+    name = "fsp"
+    standard_weights = Weights(ce=1.0, kd=0.0, distill=50.0)
+    distills_in_main_phase = False
+
+    def __init__(self, ctx, weights):
+        super().__init__(ctx, weights)
+        s_ch = [s[1] for s in ctx.s_shapes[:-1]]
+        t_ch = [t[1] for t in ctx.t_shapes[:-1]]
+        if len(s_ch) != len(t_ch) or s_ch != t_ch:
+            raise MethodError(f"FSP needs equal channel counts at every tap: {ctx.student_arch} has {s_ch}, "
+                              f"{ctx.teacher_arch} has {t_ch}")
+
+    def init_loss(self, s, t, batch):
+        return {"fsp": sum(fsp_terms(s.feats[:-1], t.feats[:-1]))}
+
+    def init_phase(self, student, ctx):
+        feat_modules = student.get_feat_modules()
+        lr_at, _ = make_schedule("constant", ctx.get("lr", 0.05))
+        return InitPhase("fsp", int(ctx.get("init_epochs", 30)), lr_at, list(feat_modules.parameters()),
+                         self.init_loss, student_train_modules=[feat_modules])

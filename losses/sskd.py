@@ -1,0 +1,147 @@
+"""SSKD (Knowledge Distillation Meets Self-Supervision, xuguodong03/SSKD).
+
+Each image comes as 4 views (rotations by 0/90/180/270 degrees; row 4b + r); 'nor' rows are the
+upright views, 'aug' rows the three rotated ones (ordered b0r1, b0r2, b0r3, b1r1, ...). Terms:
+  ce  CE on the upright views                       weight --ce-weight / -r (0.1)
+  kd  T^2 KL on the upright views (T = 4)           weight -a (0.9)
+  tf  T^2 KL on the kept rotated views (T = 4)      weight --tf-weight (2.7)
+  ss  T^2 KL between the rows of the rotated-vs-upright cosine matrices of student and teacher
+      projection heads, on the kept rows (T = 0.5)  weight --ss-weight (10)
+Error rectification keeps all rows whose true class (tf) / true image (ss) the teacher ranks first,
+plus the fraction ratio_tf / ratio_ss of the others with the best ranks. Ties are broken by row
+index (a stable sort): the reference's unstable torch.argsort cannot be reproduced across devices.
+
+Before the student is trained, the teacher's projection head is trained for 60 epochs (lr 0.05,
+x0.1 at 30 and 45) with CE over the cosine matrix (no temperature), the teacher frozen."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engine.schedule import make_schedule
+from .base import InitPhase, Method, Weights, kd_loss
+
+
+def projection_head(dim):
+    return nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, dim))
+
+
+def split_views(x):
+    """Rows of a (4B, ...) tensor: upright (B) and rotated (3B) views."""
+    rows = torch.arange(len(x), device=x.device) % 4
+    return x[rows == 0], x[rows != 0]
+
+
+def rotation_similarity(rep):
+    """(3B, B) cosine similarities between rotated-view and upright-view representations."""
+    nor, aug = split_views(rep)
+    return F.cosine_similarity(aug.unsqueeze(2), nor.t().unsqueeze(0), dim=1)
+
+
+def true_rank(scores, target):
+    """Rank of column `target[a]` in row a sorted descending, ties broken by column index
+    (the position a stable descending sort would give it)."""
+    true = scores.gather(1, target[:, None])
+    cols = torch.arange(scores.shape[1], device=scores.device)[None, :]
+    ahead = (scores > true) | ((scores == true) & (cols < target[:, None]))
+    return ahead.sum(1)
+
+
+def kept_rows(rank, ratio):
+    """Rows the teacher gets right (rank 0) plus the best-ranked floor(ratio * #wrong) of the
+    others; ties in rank are broken by row index. Returned sorted."""
+    wrong = int((rank > 0).sum())
+    keep = len(rank) - wrong + int(wrong * ratio)
+    order = torch.sort(rank, stable=True).indices
+    return torch.sort(order[:keep]).values
+
+
+def sskd_terms(logit_s, rep_s, logit_t, rep_t, target, hp):
+    """The four unweighted SSKD terms and the kept rows, from student / teacher logits and
+    projection-head outputs over the 4B views."""
+    b = len(target)
+    nor_s, aug_s = split_views(logit_s)
+    nor_t, aug_t = split_views(logit_t)
+    ce = F.cross_entropy(nor_s, target)
+    kd = F.kl_div(F.log_softmax(nor_s / hp["kd_T"], 1), F.softmax(nor_t / hp["kd_T"], 1),
+                  reduction="batchmean") * hp["kd_T"] ** 2
+    aug_target = target.repeat_interleave(3)
+    q_t = F.softmax(aug_t / hp["tf_T"], 1)
+    idx_tf = kept_rows(true_rank(q_t, aug_target), hp["ratio_tf"])
+    tf = F.kl_div(F.log_softmax(aug_s / hp["tf_T"], 1)[idx_tf], q_t[idx_tf],
+                  reduction="batchmean") * hp["tf_T"] ** 2
+    s_simi = rotation_similarity(rep_s)
+    t_simi = rotation_similarity(rep_t).detach()
+    image_of_row = torch.arange(b, device=target.device).repeat_interleave(3)
+    idx_ss = kept_rows(true_rank(t_simi, image_of_row), hp["ratio_ss"])
+    ss = F.kl_div(F.log_softmax(s_simi / hp["ss_T"], 1)[idx_ss], F.softmax(t_simi / hp["ss_T"], 1)[idx_ss],
+                  reduction="batchmean") * hp["ss_T"] ** 2
+    return {"ce": ce, "kd": kd, "tf": tf, "ss": ss}, {"tf": idx_tf, "ss": idx_ss,
+                                                      "s_simi": s_simi, "t_simi": t_simi}
+
+
+def head_pretrain_loss(rep_t):
+    """Teacher head pre-training: CE over the (3B, B) cosine matrix, target = image of the row."""
+    simi = rotation_similarity(rep_t)
+    target = torch.arange(simi.shape[1], device=simi.device).repeat_interleave(3)
+    return F.cross_entropy(simi, target), simi, target
+
+
+class SSKD(Method):
+    name = "sskd"
+    views = "rotations"
+    standard_weights = Weights(ce=0.1, kd=0.9, distill=1.0)
+
+    def __init__(self, ctx, weights):
+        super().__init__(ctx, weights)
+        self.hp = {"kd_T": ctx.get("kd_T", 4.0), "tf_T": ctx.get("tf_T", 4.0), "ss_T": ctx.get("ss_T", 0.5),
+                   "ratio_tf": ctx.get("ratio_tf", 1.0), "ratio_ss": ctx.get("ratio_ss", 0.75)}
+        self.tf_weight = ctx.get("tf_weight", 2.7)
+        self.ss_weight = ctx.get("ss_weight", 10.0)
+        self.head_s = projection_head(ctx.s_shapes[-1][1])
+        self.head_t = projection_head(ctx.t_shapes[-1][1])
+        self.head_t.requires_grad_(False)  # trained only in its own init phase
+
+    def forward(self, s, t, batch):
+        rep_s = self.head_s(s.feats[-1].flatten(1))
+        with torch.no_grad():
+            rep_t = self.head_t(t.feats[-1].flatten(1))
+        terms, _ = sskd_terms(s.logits, rep_s, t.logits, rep_t, batch["label"], self.hp)
+        weights = {"ce": self.w.ce, "kd": self.w.kd, "tf": self.w.distill * self.tf_weight,
+                   "ss": self.w.distill * self.ss_weight}
+        return {k: weights[k] * v for k, v in terms.items() if weights[k]}
+
+    def accuracy_logits(self, s):
+        return split_views(s.logits)[0]
+
+    # ----------------------------------------------------------- teacher head pre-training
+    def init_loss(self, s, t, batch):
+        loss, _, _ = head_pretrain_loss(self.head_t(t.feats[-1].flatten(1).detach()))
+        return {"teacher_ss": loss}
+
+    @torch.no_grad()
+    def head_accuracy(self, teacher, loader):
+        correct = total = 0
+        for batch in loader:
+            feats, _ = teacher(batch["image"], is_feat=True)
+            _, simi, target = head_pretrain_loss(self.head_t(feats[-1].flatten(1)))
+            correct += (simi.argmax(1) == target).sum().item()
+            total += len(target)
+        return {"teacher_ss_top1": 100.0 * correct / max(total, 1)}
+
+    def init_phase(self, student, ctx):
+        lr_at, _ = make_schedule("step", ctx.get("t_lr", 0.05), ctx.get("t_milestones", (30, 45)), 0.1)
+
+        def on_end():
+            self.head_t.requires_grad_(False)
+            self.head_t.eval()
+
+        self.head_t.requires_grad_(True)
+        return InitPhase("sskd_teacher_head", int(ctx.get("t_epochs", 60)), lr_at, list(self.head_t.parameters()),
+                         self.init_loss, run_student=False, aux_modules=[self.head_t], views="rotations",
+                         evaluate=self.head_accuracy, on_end=on_end)
+
+    def train(self, mode=True):
+        super().train(mode)
+        if not any(p.requires_grad for p in self.head_t.parameters()):
+            self.head_t.eval()  # no BN or dropout inside; kept in eval for clarity
+        return self
