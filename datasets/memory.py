@@ -44,13 +44,14 @@ def build_image_sets(dataset, data_root=None, download=False):
 
 class InMemoryLoader:
     """Iterates an ImageSet in batches of dicts {'image', 'label', 'index'} on `device`.
+    `views='rotations'` gives SSKD's 4 rotated views per image (4B images, B labels).
 
     Shuffling and augmentation draw from one CPU torch.Generator (its state is saved in the
     checkpoint, so a resumed run sees the same batches). With `world_size > 1` every rank uses the
     same permutation and takes its own strided share, like DistributedSampler."""
 
     def __init__(self, image_set, batch_size, train, device="cpu", generator=None, pad=4,
-                 drop_last=False, rank=0, world_size=1):
+                 drop_last=False, rank=0, world_size=1, views="plain"):
         self.set = image_set
         self.batch_size = batch_size
         self.train = train
@@ -59,6 +60,9 @@ class InMemoryLoader:
         self.pad = pad
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
+        if views not in ("plain", "rotations"):
+            raise ValueError(f"unknown view kind '{views}'")
+        self.views = views
         self.images = image_set.images.to(self.device)
         self.labels = image_set.labels.to(self.device)
 
@@ -86,7 +90,9 @@ class InMemoryLoader:
     def make_batch(self, idx):
         dev_idx = idx.to(self.device)
         images = self.images[dev_idx]
-        if self.train:
+        if self.views == "rotations":   # SSKD: 4 views per image, rows 4n + r
+            images = augment.rotation_views(images, self.generator, self.pad, self.train)
+        elif self.train:
             offsets, flips = augment.draw_crop_flip(len(idx), self.pad, self.generator)
             images = augment.crop_flip(images, offsets, flips, self.pad)
         return {"image": augment.normalize(images, self.set.mean, self.set.std),

@@ -80,6 +80,8 @@ class Trainer:
                 self.on_epoch_start(epoch)
             t0 = time.time()
             self.model.train()
+            for m in self.extra_modules.values():
+                m.train()
             train_stats = train_one_epoch(self.step, self.train_loader, self.optimizer, epoch,
                                           amp=self.amp, scaler=self.scaler,
                                           show_progress=self.show_progress)

@@ -39,3 +39,4 @@ def create(name, num_classes=100):
 def default_lr(arch, base_lr=0.05):
     """The reference teacher/student recipes use 0.01 for MobileNetV2 and the ShuffleNets."""
     return 0.01 if arch in LOW_LR_ARCHS else base_lr
+

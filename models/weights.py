@@ -11,8 +11,9 @@ import torch
 
 from engine.checkpoint import CheckpointError, load_file, load_state_dict_strict
 
-# prefixes that wrap a backbone, tried in this order; the first that yields the model's full
-# key set wins (so a distiller file gives its student unless `prefer` says otherwise)
+# prefixes that wrap a backbone, tried in this order; the first that yields exactly the model's
+# key set wins (an SSKD wrapper's `proj_head.*` falls away with the `backbone.` prefix; a
+# distiller file gives its student unless `prefer` says otherwise)
 _WRAPPER_PREFIXES = ("", "module.", "backbone.", "module.backbone.", "student.", "module.student.",
                      "teacher.", "module.teacher.")
 
@@ -53,8 +54,6 @@ def select_backbone_keys(state_dict, model, prefer=None):
         prefixes = tuple(p for p in prefixes if prefer in p) + prefixes
     for prefix in prefixes:
         candidate = _rename_mobilenet_classifier(_strip(state_dict, prefix), expected)
-        if prefix.endswith("backbone."):  # SSKD wrapper: the projection head is not part of the backbone
-            candidate = {k: v for k, v in candidate.items() if k in expected}
         if set(candidate) == expected:
             return candidate
     return _rename_mobilenet_classifier(state_dict, expected)  # let the strict load report
@@ -70,3 +69,26 @@ def load_cifar_checkpoint(model, path, prefer=None):
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     return obj
+
+
+_CLASSIFIER_BIASES = ("fc.bias", "linear.bias", "classifier.bias", "classifier.0.bias")
+
+
+def infer_cifar_arch(state_dict):
+    """The registered CIFAR architecture whose keys and shapes equal the checkpoint's (after the
+    wrapper rules), with its class count; (None, None) unless exactly one matches. Models are built
+    on the meta device, so this costs no memory for weights."""
+    import models
+    num_classes = next((v.shape[0] for k, v in state_dict.items() if k.endswith(_CLASSIFIER_BIASES)), None)
+    if num_classes is None:
+        return None, None
+    matches = []
+    for name in models.names():
+        with torch.device("meta"):
+            net = models.create(name, num_classes)
+        candidate = select_backbone_keys(state_dict, net)
+        expected = net.state_dict()
+        if set(candidate) == set(expected) and all(
+                tuple(candidate[k].shape) == tuple(v.shape) for k, v in expected.items()):
+            matches.append(name)
+    return (matches[0], num_classes) if len(matches) == 1 else (None, None)

@@ -1,0 +1,156 @@
+"""One training step per method on CPU, through the same pieces train_student.py uses: finite loss,
+teacher untouched, exactly the student's and the method's trainable parameters updated."""
+import copy
+
+import pytest
+import torch
+
+import losses
+import models
+from datasets import ImageSet, InMemoryLoader
+from engine.distill import FrozenTeacher, forward_pair, probe_shapes, run_init_phase
+from engine.logging import RunRecord
+
+N_DATA, N_CLASSES = 48, 10
+
+
+def _setup(method_name, student="resnet8", teacher="resnet14", hp=None, seed=0):
+    torch.manual_seed(seed)
+    t_net = models.create(teacher, N_CLASSES)
+    s_net = models.create(student, N_CLASSES)
+    frozen = FrozenTeacher(t_net)
+    labels = torch.arange(N_DATA) % N_CLASSES
+    shape = (3, 32, 32)
+    ctx = losses.Context(probe_shapes(s_net, shape, "cpu", False), probe_shapes(t_net, shape, "cpu", False),
+                         probe_shapes(s_net, shape, "cpu", True), probe_shapes(t_net, shape, "cpu", True),
+                         student, teacher, N_CLASSES, N_DATA, labels,
+                         hp={"nce_k": 16, "init_epochs": 1, "t_epochs": 1, **(hp or {})})
+    method = losses.build(method_name, ctx, losses.resolve_weights(method_name))
+    images = torch.randint(0, 256, (N_DATA, 3, 32, 32), dtype=torch.uint8)
+    data = ImageSet("random", images, labels, N_CLASSES, (0.5,) * 3, (0.25,) * 3)
+    return s_net, frozen, method, ctx, data
+
+
+def _trainable(module):
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", sorted(losses.METHODS))
+def test_one_step(name):
+    student, teacher, method, ctx, data = _setup(name)
+    teacher_before = _snapshot(teacher)
+    loader = InMemoryLoader(data, 8, train=True, views=method.views)
+    batch = next(iter(loader))
+    params = _trainable(student) + _trainable(method)
+    optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    student.train()
+    method.train()
+    s, t = forward_pair(student, teacher, batch["image"], method.preact)
+    terms = method(s, t, batch)
+    loss = sum(terms.values())
+    assert torch.isfinite(loss) and loss.requires_grad
+    assert len(method.accuracy_logits(s)) == len(batch["label"])
+    before = {id(p): p.detach().clone() for p in list(student.parameters()) + list(method.parameters())}
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    # the teacher: frozen, in eval mode, no gradients, state unchanged (BN statistics included)
+    assert not teacher.training and not teacher.net.training
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    after = _snapshot(teacher)
+    assert all(torch.equal(teacher_before[k], after[k]) for k in after)
+    # only what the optimizer holds moves
+    in_optimizer = {id(p) for p in params}
+    for p in list(student.parameters()) + list(method.parameters()):
+        if id(p) not in in_optimizer:
+            assert torch.equal(before[id(p)], p), f"{name}: a parameter outside the optimizer changed"
+    assert not (set(map(id, teacher.parameters())) & in_optimizer)
+    changed = [p for p in params if not torch.equal(before[id(p)], p)]
+    assert changed, f"{name}: nothing was updated"
+    assert set(terms) >= ({"ce"} if method.w.ce else set())
+
+
+def test_method_parameters_in_optimizer():
+    """Adaptors of methods that train them are trainable; frozen parts (FT paraphraser, SSKD teacher
+    head, AB connector after init) are not."""
+    expected_trainable = {"hint": "regressor", "correlation": "embed_s", "vid": "vid", "crd": "embed_t",
+                          "factor": "translator", "sskd": "head_s"}
+    expected_frozen = {"factor": "paraphraser", "sskd": "head_t", "abound": "connector"}
+    for name, attr in expected_trainable.items():
+        _, _, method, _, _ = _setup(name)
+        assert all(p.requires_grad for p in getattr(method, attr).parameters()), name
+    for name, attr in expected_frozen.items():
+        _, _, method, _, _ = _setup(name, hp={"init_epochs": 1})
+        assert not any(p.requires_grad for p in getattr(method, attr).parameters()), name
+
+
+@pytest.mark.parametrize("name", ["abound", "factor", "fsp", "sskd"])
+def test_init_phase(name, tmp_path):
+    student, teacher, method, ctx, data = _setup(name)
+    phase = method.init_phase(student, ctx)
+    student_before, method_before = _snapshot(student), _snapshot(method)
+    teacher_before = _snapshot(teacher)
+    loader = InMemoryLoader(data, 16, train=True, views=phase.views)
+    test_loader = InMemoryLoader(data, 16, train=False, views=phase.views)
+    record = RunRecord(str(tmp_path / "run"))
+    run_init_phase(phase, student, teacher, method, loader, test_loader, 0.9, 5e-4, record, show_progress=False)
+    changed_student = [k for k, v in student.state_dict().items() if not torch.equal(v, student_before[k])]
+    changed_method = [k for k, v in method.state_dict().items() if not torch.equal(v, method_before[k])]
+    assert all(torch.equal(v, teacher_before[k]) for k, v in teacher.state_dict().items())
+    if name in ("abound", "fsp"):   # the student's feature modules are trained, its classifier is not
+        assert any(k.startswith("layer1") for k in changed_student)
+        assert not any(k.startswith("fc.") for k in changed_student)
+    else:                           # FT's paraphraser and SSKD's teacher head train alone
+        assert not changed_student
+    if name == "abound":
+        assert not changed_method   # resnet8 -> resnet14: identical tap shapes, identity connector
+    elif name == "factor":
+        assert changed_method and all(k.startswith("paraphraser.") for k in changed_method)
+        assert not any(p.requires_grad for p in method.paraphraser.parameters())
+    elif name == "sskd":
+        assert changed_method and all(k.startswith("head_t.") for k in changed_method)
+        assert not any(p.requires_grad for p in method.head_t.parameters())
+    assert "init" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_ab_wrn_student_keeps_final_bn_in_eval_during_init(tmp_path):
+    """The reference quirk: only get_feat_modules() train in the init phase; a WRN's final BN
+    (re-applied by its f3 pre-activation tap) keeps its running statistics."""
+    student, teacher, method, ctx, data = _setup("abound", student="wrn_16_1", teacher="wrn_16_1")
+    phase = method.init_phase(student, ctx)
+    bn_before = student.bn1.running_mean.clone()
+    run_init_phase(phase, student, teacher, method, InMemoryLoader(data, 16, train=True),
+                   InMemoryLoader(data, 16, train=False), 0.9, 5e-4, RunRecord(str(tmp_path / "r")),
+                   show_progress=False)
+    assert torch.equal(student.bn1.running_mean, bn_before)
+    assert not torch.equal(student.block2.layer[0].bn1.running_mean, torch.zeros_like(bn_before[:16]))
+
+
+def test_sskd_views_are_rotations_before_crop():
+    """With no crop, the 4 views of an image are its 0/90/180/270-degree rotations (after the one
+    shared flip), exactly as SSKD's data set returns them (fixture x_views)."""
+    import os
+    from datasets import augment
+    ref = torch.load(os.path.join(os.path.dirname(__file__), "fixtures", "distill_reference_wrn.pt"),
+                     weights_only=True)["sskd"]["data"]
+    raw = ref["raw_uint8_hwc"].permute(0, 3, 1, 2).contiguous()
+    flipped = torch.where(ref["flipped"][:, None, None, None], raw.flip(3), raw)
+    views = augment.rotation_views(flipped, torch.Generator().manual_seed(0), pad=0, train=False)
+    got = augment.normalize(views, ref["mean"], ref["std"]).view(6, 4, 3, 32, 32)
+    torch.testing.assert_close(got, ref["x_views"], rtol=0, atol=1e-6)
+    # training views: the flip is shared by the four views of an image and each view is cropped
+    # independently; with pad 0 the crop is the identity, so views stay exact rotations
+    g = torch.Generator().manual_seed(1)
+    train_views = augment.rotation_views(raw, g, pad=0, train=True).view(6, 4, 3, 32, 32)
+    for i in range(6):
+        base = train_views[i, 0]
+        assert torch.equal(base, raw[i]) or torch.equal(base, raw[i].flip(2))
+        for k in range(1, 4):
+            assert torch.equal(train_views[i, k], torch.rot90(base, k, dims=(1, 2)))
+    # with padding, the crops of one image's views differ (independent offsets)
+    padded = augment.rotation_views(raw, torch.Generator().manual_seed(2), pad=4, train=True)
+    assert padded.shape == (24, 3, 32, 32)
