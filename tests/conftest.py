@@ -45,3 +45,14 @@ def manifest():
     import json
     with open(os.path.join(FIXTURES, "cifar_models_manifest.json")) as f:
         return json.load(f)
+
+
+@pytest.fixture(scope="session")
+def digits_teacher(tmp_path_factory):
+    """A digits teacher trained once per test session through train_teacher.py (resnet14, 12 epochs)."""
+    import train_teacher
+    root = tmp_path_factory.mktemp("teacher")
+    summary = train_teacher.main(["--dataset", "digits", "--arch", "resnet14", "--epochs", "12",
+                                  "--lr-decay-epochs", "8,10", "--save-dir", str(root), "--name", "t",
+                                  "--no-progress", "--save-every", "0"])
+    return {"summary": summary, "folder": root / "t", "ckpt": str(root / "t" / "ckpt" / "last.pth")}

@@ -1,0 +1,105 @@
+"""train_student.py end to end on digits: KD helps, SSKD / CRD run with their records, exact resume
+with the CRD memory bank, init-phase reuse, and bad inputs."""
+import os
+
+import pytest
+import torch
+
+import engine.fit
+import train_student
+import train_teacher
+from engine.checkpoint import load_file
+
+FAST = ["--dataset", "digits", "--no-progress", "--save-every", "0"]
+
+
+def _run(tmp_path, teacher, name, *extra):
+    return train_student.main(FAST + ["--teacher", teacher, "--save-dir", str(tmp_path), "--name", name, *extra])
+
+
+def test_kd_student_beats_plain_student(digits_teacher, tmp_path):
+    budget = ["--student", "resnet8", "--epochs", "8", "--lr-decay-epochs", "5,7"]
+    plain = _run(tmp_path, digits_teacher["ckpt"], "ce", "--method", "ce", *budget)
+    kd = _run(tmp_path, digits_teacher["ckpt"], "kd", "--method", "kd", *budget)
+    assert kd["last"]["top1"] > plain["last"]["top1"], (kd["last"], plain["last"])
+    assert kd["teacher_arch"] == "resnet14" and kd["weights"] == {"ce": 0.1, "kd": 0.9, "distill": 0.0}
+    assert kd["teacher_top1"] == pytest.approx(digits_teacher["summary"]["last"]["top1"])
+
+
+def test_sskd_run_and_teacher_head_reuse(digits_teacher, tmp_path):
+    args = ["--method", "sskd", "--student", "resnet8", "--epochs", "1", "--t-epochs", "1", "--batch-size", "128"]
+    first = _run(tmp_path, digits_teacher["ckpt"], "s1", *args)
+    log = (tmp_path / "s1" / "log.txt").read_text()
+    assert "init sskd_teacher_head epoch 1/1" in log and "teacher_ss_top1" in log
+    assert (tmp_path / "s1" / "ckpt" / "init.pth").is_file()
+    assert {"ce", "kd", "tf", "ss"} <= set(log.split("epoch 1/1 lr")[-1].split("|")[1].split())
+    second = _run(tmp_path, digits_teacher["ckpt"], "s2", *args)
+    assert "reused" in (tmp_path / "s2" / "log.txt").read_text()
+    head_1 = load_file(str(tmp_path / "s1" / "ckpt" / "init.pth"))["method"]
+    head_2 = load_file(str(tmp_path / "s2" / "ckpt" / "last.pth"))["extra"]["method"]
+    assert torch.equal(head_1["head_t.0.weight"], head_2["head_t.0.weight"])
+    assert first["method"] == second["method"] == "sskd"
+
+
+def test_crd_resume_is_bit_exact_with_memory_bank(digits_teacher, tmp_path, monkeypatch):
+    args = ["--method", "crd", "--student", "resnet8", "--epochs", "3", "--lr-decay-epochs", "2", "--nce-k", "256"]
+    _run(tmp_path, digits_teacher["ckpt"], "straight", *args)
+    real = engine.fit.evaluate
+    calls = {"n": 0}
+
+    def crash(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine.fit, "evaluate", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, digits_teacher["ckpt"], "crashed", *args)
+    monkeypatch.setattr(engine.fit, "evaluate", real)
+    _run(tmp_path, digits_teacher["ckpt"], "crashed", *args, "--resume")
+    a = load_file(str(tmp_path / "straight" / "ckpt" / "last.pth"))
+    b = load_file(str(tmp_path / "crashed" / "ckpt" / "last.pth"))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in ("contrast.memory_v1", "contrast.memory_v2", "contrast.params", "embed_s.linear.weight"):
+        assert torch.equal(a["extra"]["method"][k], b["extra"]["method"][k]), k
+    assert a["extra"]["method"]["contrast.params"][2] > 0   # Z constants were set and kept
+
+
+def _fails(capsys, fn):
+    with pytest.raises(SystemExit) as e:
+        fn()
+    return e.value.code, capsys.readouterr().err
+
+
+def test_unknown_method(digits_teacher, tmp_path, capsys):
+    code, err = _fails(capsys, lambda: _run(tmp_path, digits_teacher["ckpt"], "x", "--method", "magic"))
+    assert code == 2 and "unknown method 'magic'" in err and not (tmp_path / "x").exists()
+
+
+def test_teacher_checkpoint_of_another_architecture(digits_teacher, tmp_path, capsys):
+    code, err = _fails(capsys, lambda: _run(tmp_path, digits_teacher["ckpt"], "x", "--teacher-arch", "wrn_16_2"))
+    assert code == 2 and "missing keys" in err and "unexpected keys" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_teacher_architecture_inferred_from_foreign_checkpoint(digits_teacher, tmp_path):
+    """A RepDistiller-layout file (weights under 'model', no arch recorded) is recognised by its keys."""
+    state = load_file(digits_teacher["ckpt"])
+    foreign = tmp_path / "resnet14_vanilla" / "ckpt_epoch_240.pth"
+    foreign.parent.mkdir()
+    torch.save({"epoch": 12, "model": state["model"], "accuracy": 98.0}, str(foreign))
+    summary = _run(tmp_path, str(foreign), "inferred", "--student", "resnet8", "--epochs", "1")
+    assert summary["teacher_arch"] == "resnet14"
+
+
+def test_method_that_cannot_pair_architectures(digits_teacher, tmp_path, capsys):
+    code, err = _fails(capsys, lambda: _run(tmp_path, digits_teacher["ckpt"], "x", "--method", "fsp",
+                                            "--student", "wrn_16_2"))
+    assert code == 2 and "FSP needs equal channel counts" in err and not (tmp_path / "x").exists()
+
+
+def test_missing_teacher_file(tmp_path, capsys):
+    code, err = _fails(capsys, lambda: _run(tmp_path, str(tmp_path / "nope.pth"), "x"))
+    assert code == 2 and "checkpoint not found" in err
