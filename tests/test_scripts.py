@@ -1,0 +1,80 @@
+"""Table launchers (dry run and a tiny real run) and make_table.py."""
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import train_student
+import train_teacher
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _dry_run(script, **env):
+    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", script)], capture_output=True, text=True,
+                         env={**os.environ, "DRY_RUN": "1", "PY": sys.executable, **env}, check=True)
+    return [shlex.split(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_same_architecture_dry_run_lists_every_cell():
+    cmds = _dry_run("sskd_table_same_arch.sh", SEEDS="0 1")
+    teachers = [c for c in cmds if c[1] == "train_teacher.py"]
+    students = [c for c in cmds if c[1] == "train_student.py"]
+    assert [c[c.index("--arch") + 1] for c in teachers] == ["wrn_40_2", "resnet56", "resnet32x4", "vgg13"]
+    assert len(students) == 5 * 12 * 2
+    assert cmds[-1][1] == "scripts/make_table.py"
+    for c in teachers:
+        train_teacher.parse_args(c[2:])       # every command is valid for its script
+    by_name = {}
+    for c in students:
+        args = train_student.parse_args(c[2:])
+        by_name[(args.student, args.name)] = args
+    fitnet = by_name[("wrn_16_2", "FitNet_seed0")]
+    assert fitnet.method == "hint" and fitnet.alpha == 1 and fitnet.gamma == 1 and fitnet.beta is None
+    crd = by_name[("resnet8x4", "CRD_seed1")]
+    assert (crd.method, crd.gamma, crd.alpha, crd.beta) == ("crd", 1, 1, 0.8)
+    kd = by_name[("vgg8", "KD_seed0")]
+    assert kd.method == "kd" and kd.alpha is None   # its standard 0.1 / 0.9
+    assert by_name[("wrn_40_1", "SSKD_seed0")].teacher.endswith("wrn_40_2_seed0/ckpt/best.pth")
+
+
+def test_cross_architecture_dry_run_options():
+    cmds = _dry_run("sskd_table_cross_arch.sh", BASELINES="alone", ROWS="AT CRD",
+                    PAIRS="resnet32x4:ShuffleV1")
+    students = [train_student.parse_args(c[2:]) for c in cmds if c[1] == "train_student.py"]
+    assert [(a.method, a.alpha) for a in students] == [("attention", 0), ("crd", 1)]
+    assert students[0].lr == 0.01   # ShuffleV1 student: the reference's low learning rate
+
+
+def test_tiny_real_table_run(tmp_path, cifar_root):
+    env = {"DATA_ROOT": cifar_root, "SAVE_DIR": str(tmp_path), "PAIRS": "resnet8:resnet8", "ROWS": "KD SSKD",
+           "EPOCHS": "1", "GPU": "", "EXTRA_ARGS": "--batch-size 100 --no-progress --device cpu", "STUDENT_ARGS": "--t-epochs 1",
+           "PY": sys.executable}
+    subprocess.run(["bash", os.path.join(ROOT, "scripts", "sskd_table_same_arch.sh")], check=True,
+                   env={**os.environ, **env}, capture_output=True, text=True)
+    out = tmp_path / "same_architecture"
+    for folder in ("teachers/resnet8_seed0", "resnet8_to_resnet8/KD_seed0", "resnet8_to_resnet8/SSKD_seed0"):
+        s = json.loads((out / folder / "summary.json").read_text())
+        assert s["epochs"] == 1 and 0 <= s["best"]["top1"] <= 100
+    # a second call finds every cell done and only prints the table
+    again = subprocess.run(["bash", os.path.join(ROOT, "scripts", "sskd_table_same_arch.sh")], check=True,
+                           env={**os.environ, **env}, capture_output=True, text=True)
+    assert "train_" not in again.stdout and "SSKD table 'same_architecture'" in again.stdout
+
+
+def test_make_table_paper_layout(tmp_path):
+    def write(folder, top1):
+        os.makedirs(folder)
+        with open(os.path.join(folder, "summary.json"), "w") as f:
+            json.dump({"last": {"top1": top1 - 1}, "best": {"top1": top1}}, f)
+
+    write(tmp_path / "teachers" / "wrn_40_2_seed0", 76.0)
+    write(tmp_path / "wrn_40_2_to_wrn_16_2" / "SSKD_seed0", 76.0)
+    write(tmp_path / "wrn_40_2_to_wrn_16_2" / "SSKD_seed1", 77.0)
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_table.py"), "--runs", str(tmp_path),
+                          "--paper", "same_architecture"], capture_output=True, text=True, check=True).stdout
+    sskd = [line for line in out.splitlines() if line.startswith("  SSKD ")][0]
+    assert "76.50±0.71" in sskd and "76.04" in sskd and "+0.46" in sskd
+    teacher = [line for line in out.splitlines() if line.startswith("  teacher ")][0]
+    assert "76.00" in teacher and "-0.46" in teacher
