@@ -1,7 +1,5 @@
 """Every distillation objective against the reference implementations' own numbers
 (tests/fixtures/distill_reference_wrn.pt; tolerances from its README)."""
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,30 +18,11 @@ from losses.pkt import pkt_loss
 from losses.rkd import rkd_loss
 from losses.sp import similarity_loss
 from losses.sskd import head_pretrain_loss, projection_head, sskd_terms
+from reference_checks import assert_grad, assert_loss, assert_param_grads, load_reference
 
-REF = torch.load(os.path.join(os.path.dirname(__file__), "fixtures", "distill_reference_wrn.pt"),
-                 weights_only=True)
+REF = load_reference()
 MAIN = REF["repdistiller"]
 EXTRA = REF["repdistiller_extra"]["resnet56_to_resnet20"]
-
-
-def assert_grad(got, want):
-    got = got.detach().double()
-    if isinstance(want, dict):
-        flat = got.reshape(-1)
-        assert tuple(got.shape) == tuple(want["shape"])
-        torch.testing.assert_close(flat.norm(), torch.as_tensor(want["norm"]).double(), rtol=2e-5, atol=0.0)
-        sample = want["sample"].double()
-        torch.testing.assert_close(flat[::want["stride"]], sample, rtol=1e-4, atol=1e-5 * sample.abs().max().item())
-    else:
-        want = want.double()
-        # a gradient that is zero in exact arithmetic (a conv bias before a train-mode BN) is
-        # float64 noise of ~1e-17 in both: compare it against an absolute floor
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=max(1e-5 * want.abs().max().item(), 1e-12))
-
-
-def assert_loss(got, want, rtol=1e-6):
-    torch.testing.assert_close(got.detach().reshape(()).double(), want.double(), rtol=rtol, atol=0.0)
 
 
 def leaf(t):
@@ -57,11 +36,6 @@ def consts(ts):
 def load_module(module, state, train=True):
     module.load_state_dict(state, strict=True)
     return module.double().train(train)
-
-
-def assert_param_grads(module, want):
-    for key, g in want.items():
-        assert_grad(dict(module.named_parameters())[key].grad, g)
 
 
 # ---------------------------------------------------------------------------- logit / pooled-feature losses
