@@ -11,10 +11,11 @@ import models
 from datasets import InMemoryLoader, build_image_sets
 from datasets.cifar100 import DatasetNotFoundError
 from engine.checkpoint import CheckpointError
+from engine import distributed
 from engine.fit import Trainer
 from engine.logging import ExistingRunError, RunRecord
 from engine.loops import NonFiniteLossError
-from engine.runtime import (add_data_args, add_run_args, exit_on_user_error, pick_device,
+from engine.runtime import (add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device,
                             seed_everything)
 from engine.schedule import make_schedule, parse_milestones
 
@@ -24,7 +25,7 @@ def parse_args(argv=None):
     add_data_args(p)
     p.add_argument("--arch", "--model", dest="arch", default="resnet32x4", help="model registry name")
     p.add_argument("--epochs", type=int, default=240)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="global batch (split over torchrun processes)")
     p.add_argument("--lr", type=float, default=None, help="default 0.05, or 0.01 for MobileNetV2/ShuffleV1/ShuffleV2")
     p.add_argument("--lr-decay-epochs", default="150,180,210")
     p.add_argument("--lr-decay-rate", type=float, default=0.1)
@@ -45,32 +46,43 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     # everything that can fail on bad input is checked before the experiment folder is touched
-    record = RunRecord(os.path.join(args.save_dir, args.name), resume=args.resume)
-    device = pick_device(args.device)
+    info, device = distributed.init(pick_device(args.device))
+    try:
+        return train(args, info, device)
+    finally:
+        distributed.cleanup()
+
+
+def train(args, info, device):
+    record = RunRecord(os.path.join(args.save_dir, args.name), resume=args.resume, is_main=info.is_main)
+    distributed.barrier()   # every process has checked the folder before the first one writes to it
+    batch_size = per_process_batch(args.batch_size, info.world_size)
     train_set, test_set = build_image_sets(args.dataset, args.data_root, args.download)
     seed_everything(args.seed)
     model = models.create(args.arch, train_set.num_classes).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum,
+    net = distributed.wrap(model, info, device, args.sync_bn, args.data_parallel)
+    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay)
     lr_at, schedule = make_schedule("step", args.lr, parse_milestones(args.lr_decay_epochs),
                                     args.lr_decay_rate)
     generator = torch.Generator().manual_seed(args.seed)
-    train_loader = InMemoryLoader(train_set, args.batch_size, train=True, device=device, generator=generator)
-    test_loader = InMemoryLoader(test_set, args.eval_batch_size, train=False, device=device)
+    shard = {"rank": info.rank, "world_size": info.world_size}
+    train_loader = InMemoryLoader(train_set, batch_size, train=True, device=device, generator=generator, **shard)
+    test_loader = InMemoryLoader(test_set, args.eval_batch_size, train=False, device=device, **shard)
 
     def step(batch):
-        logits = model(batch["image"])
+        logits = net(batch["image"])
         return {"ce": F.cross_entropy(logits, batch["label"])}, logits
 
     meta = {"arch": args.arch, "num_classes": train_set.num_classes, "dataset": args.dataset}
     trainer = Trainer(record, model, optimizer, lr_at, args.epochs, step, train_loader, test_loader,
                       meta, schedule, save_every=args.save_every, amp=args.amp,
-                      show_progress=not args.no_progress)
+                      show_progress=not args.no_progress and info.is_main)
     if args.resume:
         trainer.resume()
     record.open(args, args.seed)
     record.log(f"teacher {args.arch} on {args.dataset} ({len(train_set)} train / {len(test_set)} test "
-               f"images) on {device}; writing to {record.folder}")
+               f"images) on {device} x {info.world_size} process(es); writing to {record.folder}")
     try:
         summary = trainer.run()
     finally:

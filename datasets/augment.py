@@ -42,17 +42,14 @@ def normalize(images_uint8, mean, std):
     return (images_uint8.float().div_(255.0) - mean) / std
 
 
-def rotation_views(images, generator, pad, train):
-    """SSKD's four views per image: one horizontal flip decision per image (p = 0.5, train only),
-    shared by its views; view r = the image rotated by r * 90 degrees counter-clockwise
-    (np.rot90 on the H, W axes); then, for training, an independent pad-and-crop per view.
-    Returns uint8 (4N, C, H, W) with row 4n + r = image n, rotation r."""
-    n = len(images)
-    if train:
-        flips = torch.rand(n, generator=generator) < 0.5
+def rotation_views(images, flips=None, offsets=None, pad=4):
+    """SSKD's four views per image: one horizontal flip decision per image (`flips`, shared by its
+    views; None for evaluation); view r = the image rotated by r * 90 degrees counter-clockwise
+    (np.rot90 on the H, W axes); then, when `offsets` (4N, 2) are given, an independent pad-and-crop
+    per view. Returns uint8 (4N, C, H, W) with row 4n + r = image n, rotation r."""
+    if flips is not None:
         images = torch.where(flips.to(images.device)[:, None, None, None], images.flip(3), images)
     views = torch.stack([torch.rot90(images, k, dims=(2, 3)) for k in range(4)], 1).flatten(0, 1)
-    if train:
-        offsets, _ = draw_crop_flip(len(views), pad, generator)
+    if offsets is not None:
         views = crop_flip(views, offsets, torch.zeros(len(views), dtype=torch.bool), pad)
     return views

@@ -46,12 +46,17 @@ class InMemoryLoader:
     """Iterates an ImageSet in batches of dicts {'image', 'label', 'index'} on `device`.
     `views='rotations'` gives SSKD's 4 rotated views per image (4B images, B labels).
 
-    Shuffling and augmentation draw from one CPU torch.Generator (its state is saved in the
-    checkpoint, so a resumed run sees the same batches). With `world_size > 1` every rank uses the
-    same permutation and takes its own strided share, like DistributedSampler."""
+    At the start of every epoch one CPU torch.Generator draws the sample order and every sample's
+    augmentation (crop offsets, flip), so a sample's augmentation depends only on the seed and the
+    epoch, not on the batch size or the number of processes; the generator's state is saved in the
+    checkpoint, so a resumed run sees the same batches. With `world_size > 1` every rank uses the
+    same order and takes its strided share (training: padded like DistributedSampler; evaluation:
+    not padded, so that summed counts cover every sample once)."""
 
     def __init__(self, image_set, batch_size, train, device="cpu", generator=None, pad=4,
                  drop_last=False, rank=0, world_size=1, views="plain"):
+        if views not in ("plain", "rotations"):
+            raise ValueError(f"unknown view kind '{views}'")
         self.set = image_set
         self.batch_size = batch_size
         self.train = train
@@ -60,15 +65,19 @@ class InMemoryLoader:
         self.pad = pad
         self.drop_last = drop_last
         self.rank, self.world_size = rank, world_size
-        if views not in ("plain", "rotations"):
-            raise ValueError(f"unknown view kind '{views}'")
         self.views = views
         self.images = image_set.images.to(self.device)
         self.labels = image_set.labels.to(self.device)
+        self._draws = None
 
-    def _order(self):
+    def _epoch_order(self):
         n = len(self.set)
-        order = torch.randperm(n, generator=self.generator) if self.train else torch.arange(n)
+        if not self.train:
+            return torch.arange(n)[self.rank::self.world_size]
+        order = torch.randperm(n, generator=self.generator)
+        n_views = 4 if self.views == "rotations" else 1
+        offsets, flips = augment.draw_crop_flip(n * n_views, self.pad, self.generator)
+        self._draws = (offsets.view(n, n_views, 2), flips.view(n, n_views)[:, 0])
         if self.world_size > 1:
             per_rank = math.ceil(n / self.world_size)
             order = torch.cat([order, order[: per_rank * self.world_size - n]])  # pad as DistributedSampler
@@ -80,7 +89,7 @@ class InMemoryLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        order = self._order()
+        order = self._epoch_order()
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
@@ -91,9 +100,9 @@ class InMemoryLoader:
         dev_idx = idx.to(self.device)
         images = self.images[dev_idx]
         if self.views == "rotations":   # SSKD: 4 views per image, rows 4n + r
-            images = augment.rotation_views(images, self.generator, self.pad, self.train)
+            flips, offsets = (self._draws[1][idx], self._draws[0][idx].reshape(-1, 2)) if self.train else (None, None)
+            images = augment.rotation_views(images, flips, offsets, self.pad)
         elif self.train:
-            offsets, flips = augment.draw_crop_flip(len(idx), self.pad, self.generator)
-            images = augment.crop_flip(images, offsets, flips, self.pad)
+            images = augment.crop_flip(images, self._draws[0][idx, 0], self._draws[1][idx], self.pad)
         return {"image": augment.normalize(images, self.set.mean, self.set.std),
                 "label": self.labels[dev_idx], "index": dev_idx}

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from engine.distributed import all_reduce_sum
+
 
 class NonFiniteLossError(FloatingPointError):
     pass
@@ -36,7 +38,8 @@ def topk_correct(logits, target, ks=(1, 5)):
 
 @torch.no_grad()
 def evaluate(model, loader, amp=False, forward=None):
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy over the whole loader."""
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy over the whole loader (summed over
+    processes when the loader is sharded)."""
     was_training = model.training
     model.eval()
     forward = forward or model
@@ -51,6 +54,7 @@ def evaluate(model, loader, amp=False, forward=None):
         loss_sum += F.cross_entropy(logits, batch["label"], reduction="sum").item()
         n += len(batch["label"])
     model.train(was_training)
+    correct1, correct5, loss_sum, n = all_reduce_sum([correct1, correct5, loss_sum, float(n)])
     return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n}
 
 
@@ -93,8 +97,13 @@ def train_one_epoch(step, loader, optimizer, epoch, amp=False, scaler=None, chec
                     + ", ".join(f"{k}={v:.4g}" for k, v in means.items())
                     + ". The run stops here; the last checkpoint (previous epoch) is untouched.")
             bar.set_postfix({k: f"{v:.4f}" for k, v in means.items()})
-    stats = {k: (v / max(count, 1)).item() for k, v in sums.items()}
+    # epoch means over all processes
+    names = sorted(sums)
+    totals = all_reduce_sum([sums[k].item() for k in names] + [float(count)]
+                            + [correct1.item() if correct1 is not None else 0.0])
+    count = max(totals[len(names)], 1.0)
+    stats = {k: totals[i] / count for i, k in enumerate(names)}
     stats["loss"] = sum(stats.values())
     if correct1 is not None:
-        stats["train_top1"] = 100.0 * correct1.item() / max(count, 1)
+        stats["train_top1"] = 100.0 * totals[-1] / count
     return stats

@@ -27,6 +27,16 @@ def add_run_args(parser, default_save_dir):
     g.add_argument("--save-every", type=int, default=40, help="also keep ckpt/epoch_N.pth every N epochs (0: never)")
     g.add_argument("--amp", action="store_true", help="mixed precision (float16) on CUDA")
     g.add_argument("--no-progress", action="store_true", help="hide tqdm progress bars")
+    g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun (CUDA)")
+    g.add_argument("--data-parallel", action="store_true",
+                   help="single process over all visible GPUs with DataParallel (the reference's way)")
+
+
+def per_process_batch(batch_size, world_size):
+    """--batch-size is the global batch; under torchrun each process takes an equal share."""
+    if batch_size % world_size:
+        raise UserError(f"--batch-size {batch_size} is not divisible by the {world_size} processes")
+    return batch_size // world_size
 
 
 def pick_device(name):

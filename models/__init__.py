@@ -4,7 +4,7 @@ CIFAR models (RepDistiller / SSKD zoo) keep the reference forward
 `forward(x, is_feat=False, preact=False)`, `get_feat_modules()`, `get_bn_before_relu()` and
 state_dict keys; every model also exposes `feat_dim`, the width of its pooled feature.
 """
-from . import cifar_resnet, mobilenetv2, resnet_v2, shufflenet, vgg, wrn
+from . import cifar_resnet, imagenet, mobilenetv2, resnet_v2, shufflenet, vgg, wrn
 
 # RepDistiller's model_dict, then SSKD's extra thin ResNets
 CIFAR_MODELS = {}
@@ -14,7 +14,18 @@ for _family in (cifar_resnet, resnet_v2, wrn, vgg, mobilenetv2, shufflenet):
 CIFAR_MODELS.update(resnet_v2.UNREGISTERED)
 CIFAR_MODELS.update(vgg.UNREGISTERED)
 
-REGISTRY = dict(CIFAR_MODELS)
+# ImageNet feature extractors (SimReg): no classifier, `num_classes` is ignored
+IMAGENET_BACKBONES = dict(imagenet.BACKBONES)
+
+
+
+def _ignoring_classes(build):
+    def create_backbone(num_classes=None):   # feature extractors have no classifier
+        return build()
+    return create_backbone
+
+
+REGISTRY = {**CIFAR_MODELS, **{k: _ignoring_classes(b) for k, b in IMAGENET_BACKBONES.items()}}
 
 # archs whose reference recipe uses lr 0.01 instead of 0.05
 LOW_LR_ARCHS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")

@@ -92,3 +92,131 @@ def infer_cifar_arch(state_dict):
                 tuple(candidate[k].shape) == tuple(v.shape) for k, v in expected.items()):
             matches.append(name)
     return (matches[0], num_classes) if len(matches) == 1 else (None, None)
+
+
+# ============================================================================ ImageNet teachers
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class TeacherFormat:
+    """How one published teacher file maps onto a backbone: the architecture, the key rules, and
+    the input normalisation the teacher was trained with (None: raw [0, 1] RGB)."""
+
+    def __init__(self, name, arch, mean, std, description):
+        self.name, self.arch, self.mean, self.std, self.description = name, arch, mean, std, description
+
+
+TEACHER_FORMATS = {f.name: f for f in (
+    TeacherFormat("moco", "resnet50", IMAGENET_MEAN, IMAGENET_STD,
+                  "MoCo v1/v2: {'state_dict': {'module.encoder_q.<torchvision key>'}}; fc (MLP) dropped"),
+    TeacherFormat("swav", "resnet50", IMAGENET_MEAN, (0.228, 0.224, 0.225),
+                  "SwAV: raw {'module.<torchvision key>'}; projection_head / prototypes dropped"),
+    TeacherFormat("byol", "byol_resnet50", IMAGENET_MEAN, IMAGENET_STD,
+                  "BYOL via byol-convert: raw torchvision keys (fc kept in the file, dropped), no "
+                  "num_batches_tracked; TF 'SAME' padding"),
+    TeacherFormat("byol_ssl_transfer", "resnet50", IMAGENET_MEAN, IMAGENET_STD,
+                  "BYOL via ssl-transfer: {'state_dict': torchvision keys}; torchvision padding"),
+    TeacherFormat("simclr_x4", "resnet50x4", None, None,
+                  "SimCLR ResNet-50 (4x) via simclr-converter: {'state_dict': torchvision-style keys, "
+                  "widths x4}; raw [0, 1] input"),
+    TeacherFormat("simclr_x4_flat", "resnet50x4", None, None,
+                  "SimCLR ResNet-50 (4x), SimReg/CompRess file: {'state_dict': TF names conv2d, "
+                  "batch_normalization, conv2d_1..52, ...}; raw [0, 1] input"),
+    TeacherFormat("supervised", "resnet50", IMAGENET_MEAN, IMAGENET_STD,
+                  "torchvision supervised ResNet-50: raw torchvision keys; fc dropped"),
+    TeacherFormat("ours", None, IMAGENET_MEAN, IMAGENET_STD,
+                  "a checkpoint written by this project ('model' + 'arch'), e.g. a SimReg student"),
+)}
+
+
+def _drop(state_dict, prefixes):
+    return {k: v for k, v in state_dict.items() if not k.startswith(prefixes)}
+
+
+def _flat_simclr_to_torchvision(state_dict, blocks=(3, 4, 6, 3)):
+    """SimReg's resnet50x4.py names -> torchvision-style names: conv2d/batch_normalization = stem,
+    then per stage and block: in a first block the projection shortcut comes first (index c), then
+    conv1..3 / bn1..3 (c+1..c+3); later blocks only conv1..3. Indices run 1..52."""
+    mapping = {"conv2d": "conv1", "batch_normalization": "bn1"}
+    c = 1
+    for stage, n_blocks in enumerate(blocks, 1):
+        for b in range(n_blocks):
+            if b == 0:
+                mapping[f"conv2d_{c}"] = f"layer{stage}.0.downsample.0"
+                mapping[f"batch_normalization_{c}"] = f"layer{stage}.0.downsample.1"
+                c += 1
+            for i in range(1, 4):
+                mapping[f"conv2d_{c}"] = f"layer{stage}.{b}.conv{i}"
+                mapping[f"batch_normalization_{c}"] = f"layer{stage}.{b}.bn{i}"
+                c += 1
+    out = {}
+    for key, value in state_dict.items():
+        module, _, param = key.rpartition(".")
+        if module == "fc":
+            continue
+        if module not in mapping:
+            raise CheckpointError(f"unexpected key '{key}' in a flat SimCLR-x4 checkpoint")
+        out[f"{mapping[module]}.{param}"] = value
+    return out
+
+
+def detect_teacher_format(obj):
+    """The format of a teacher checkpoint, when its keys say it unambiguously."""
+    sd = unwrap_state_dict(obj)
+    keys = list(sd)
+    if isinstance(obj, dict) and "arch" in obj and "model" in obj:
+        return "ours"
+    if any(k.startswith("module.encoder_q.") for k in keys):
+        return "moco"
+    if "conv2d.weight" in sd and "batch_normalization.weight" in sd:
+        return "simclr_x4_flat"
+    if any(k.startswith("module.layer1.") for k in keys):
+        return "swav"
+    if "conv1.weight" in sd and "layer4.0.conv1.weight" in sd:
+        if sd["conv1.weight"].shape[0] == 256:
+            return "simclr_x4"
+        raise CheckpointError(
+            "this file holds a torchvision-named ResNet-50: pass --teacher-format byol (byol-convert, SAME "
+            "padding), byol_ssl_transfer or supervised")
+    raise CheckpointError(
+        f"unknown teacher checkpoint format (first keys: {keys[:4]}); known formats: "
+        + "; ".join(f"{f.name}: {f.description}" for f in TEACHER_FORMATS.values()))
+
+
+def teacher_state_dict(obj, fmt, keep_fc=False):
+    """The backbone state_dict of a teacher checkpoint by the explicit rules of its format."""
+    sd = unwrap_state_dict(obj)
+    fc = () if keep_fc else ("fc.",)
+    if fmt == "moco":
+        return _drop(_strip(sd, "module.encoder_q."), fc)
+    if fmt == "swav":
+        return _drop(_strip(sd, "module."), ("projection_head.", "prototypes.") + fc)
+    if fmt in ("byol", "byol_ssl_transfer", "supervised", "simclr_x4"):
+        return _drop(sd, fc)
+    if fmt == "simclr_x4_flat":
+        return _flat_simclr_to_torchvision(sd)
+    if fmt == "ours":
+        return sd
+    raise CheckpointError(f"unknown teacher format '{fmt}'; choose from {', '.join(TEACHER_FORMATS)}")
+
+
+def load_imagenet_teacher(path, fmt="auto"):
+    """(backbone with the teacher's weights, TeacherFormat). Loading is strict except that files
+    without BatchNorm `num_batches_tracked` counters (older torchvision, byol-convert) are accepted."""
+    import models
+    obj = load_file(path)
+    fmt = detect_teacher_format(obj) if fmt == "auto" else fmt
+    if fmt not in TEACHER_FORMATS:
+        raise CheckpointError(f"unknown teacher format '{fmt}'; choose from {', '.join(TEACHER_FORMATS)}")
+    spec = TEACHER_FORMATS[fmt]
+    arch = obj.get("arch") if fmt == "ours" else spec.arch
+    net = models.create(arch)
+    sd = teacher_state_dict(obj, fmt)
+    for key, value in net.state_dict().items():
+        if key.endswith("num_batches_tracked") and key not in sd:
+            sd[key] = value
+    try:
+        load_state_dict_strict(net, sd, what=f"{arch} teacher ({fmt} format)")
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return net, spec

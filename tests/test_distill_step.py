@@ -139,18 +139,22 @@ def test_sskd_views_are_rotations_before_crop():
                      weights_only=True)["sskd"]["data"]
     raw = ref["raw_uint8_hwc"].permute(0, 3, 1, 2).contiguous()
     flipped = torch.where(ref["flipped"][:, None, None, None], raw.flip(3), raw)
-    views = augment.rotation_views(flipped, torch.Generator().manual_seed(0), pad=0, train=False)
+    views = augment.rotation_views(flipped)
     got = augment.normalize(views, ref["mean"], ref["std"]).view(6, 4, 3, 32, 32)
     torch.testing.assert_close(got, ref["x_views"], rtol=0, atol=1e-6)
     # training views: the flip is shared by the four views of an image and each view is cropped
     # independently; with pad 0 the crop is the identity, so views stay exact rotations
     g = torch.Generator().manual_seed(1)
-    train_views = augment.rotation_views(raw, g, pad=0, train=True).view(6, 4, 3, 32, 32)
+    offsets, flips = augment.draw_crop_flip(24, 0, g)
+    train_views = augment.rotation_views(raw, flips[:6], offsets, pad=0).view(6, 4, 3, 32, 32)
     for i in range(6):
         base = train_views[i, 0]
         assert torch.equal(base, raw[i]) or torch.equal(base, raw[i].flip(2))
         for k in range(1, 4):
             assert torch.equal(train_views[i, k], torch.rot90(base, k, dims=(1, 2)))
     # with padding, the crops of one image's views differ (independent offsets)
-    padded = augment.rotation_views(raw, torch.Generator().manual_seed(2), pad=4, train=True)
-    assert padded.shape == (24, 3, 32, 32)
+    offsets, _ = augment.draw_crop_flip(24, 4, g)
+    padded = augment.rotation_views(raw, flips[:6], offsets, pad=4).view(6, 4, 3, 32, 32)
+    assert padded.shape == (6, 4, 3, 32, 32)
+    same_offset = (offsets.view(6, 4, 2) == offsets.view(6, 4, 2)[:, :1]).all(-1).all(-1)
+    assert not same_offset.all()

@@ -1,0 +1,47 @@
+"""DDP with 2 CPU processes (gloo) equals one process with the same global batch."""
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import torch
+
+from engine.checkpoint import load_file
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _epoch_loss(folder):
+    text = (folder / "log.txt").read_text()
+    return [float(x) for x in re.findall(r"\| ce ([0-9.]+)", text)]
+
+
+def test_two_process_ddp_matches_single_process(tmp_path, cifar_root):
+    # a BatchNorm-free model: per-process BN statistics would (legitimately) differ from one
+    # process's full-batch statistics, everything else must agree
+    common = ["train_teacher.py", "--dataset", "cifar100", "--data-root", cifar_root, "--arch", "vgg8_nobn",
+              "--epochs", "2", "--batch-size", "40", "--lr", "0.01", "--save-every", "0", "--no-progress",
+              "--device", "cpu", "--save-dir", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, *common, "--name", "single"], cwd=ROOT, check=True, env=env,
+                   capture_output=True, text=True)
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *common, "--name", "ddp"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "x 2 process(es)" in (tmp_path / "ddp" / "log.txt").read_text()
+    single_loss, ddp_loss = _epoch_loss(tmp_path / "single"), _epoch_loss(tmp_path / "ddp")
+    assert len(single_loss) == len(ddp_loss) == 2
+    for a, b in zip(single_loss, ddp_loss):
+        assert abs(a - b) <= 1e-4 * max(1.0, abs(a)), (single_loss, ddp_loss)
+    a = load_file(str(tmp_path / "single" / "ckpt" / "last.pth"))["model"]
+    b = load_file(str(tmp_path / "ddp" / "ckpt" / "last.pth"))["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
