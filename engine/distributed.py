@@ -39,14 +39,15 @@ def init(device):
     return DistInfo(rank, world_size, local_rank), device
 
 
-def wrap(module, info, device, sync_bn=False, data_parallel=False):
+def wrap(module, info, device, sync_bn=False, data_parallel=False, broadcast_buffers=True):
     """DDP under torchrun (optionally with SyncBatchNorm, CUDA only); DataParallel over all visible
     GPUs when asked (reference behaviour: BN statistics per GPU chunk); else the module itself."""
     if info.enabled:
         if sync_bn:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         return nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None)
+            module, device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=broadcast_buffers)
     if data_parallel and device.type == "cuda" and torch.cuda.device_count() > 1:
         return nn.DataParallel(module)
     return module
@@ -64,6 +65,36 @@ def all_reduce_sum(values):
                      device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t)
     return t.tolist()
+
+
+def average_gradients(parameters):
+    """Mean of each parameter's gradient over all processes (for parameters outside a DDP module,
+    e.g. those of an init phase)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    world = dist.get_world_size()
+    for p in parameters:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+
+def all_gather_cat(tensor):
+    """Concatenation of `tensor` (same shape on every process) over all processes, in rank order;
+    the tensor itself when not distributed."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts)
+
+
+def all_reduce_mean(tensor):
+    if not (dist.is_available() and dist.is_initialized()):
+        return tensor
+    tensor = tensor.clone()
+    dist.all_reduce(tensor)
+    return tensor / dist.get_world_size()
 
 
 def barrier():

@@ -12,7 +12,8 @@ from engine.schedule import set_lr
 class Trainer:
     """`model` is what gets evaluated and saved under 'model' (the RepDistiller layout, so our
     checkpoints load anywhere theirs do); `extra_modules` are further trainable or stateful modules
-    saved under 'extra' (method adaptors, memory banks)."""
+    saved under 'extra' (method adaptors, memory banks). Without a `test_loader` (SimReg, whose
+    student has no classifier) epochs are not evaluated: evaluation is eval_knn.py / eval_linear.py."""
 
     def __init__(self, record, model, optimizer, lr_at, epochs, step, train_loader, test_loader,
                  meta, schedule_desc, extra_modules=None, save_every=0, amp=False,
@@ -76,6 +77,8 @@ class Trainer:
         for epoch in range(self.start_epoch, self.epochs + 1):
             lr = self.lr_at(epoch)
             set_lr(self.optimizer, lr)
+            if hasattr(self.train_loader, "set_epoch"):
+                self.train_loader.set_epoch(epoch)
             if self.on_epoch_start is not None:
                 self.on_epoch_start(epoch)
             t0 = time.time()
@@ -85,28 +88,32 @@ class Trainer:
             train_stats = train_one_epoch(self.step, self.train_loader, self.optimizer, epoch,
                                           amp=self.amp, scaler=self.scaler,
                                           show_progress=self.show_progress)
-            test = evaluate(self.model, self.test_loader, amp=self.amp, forward=self.eval_forward)
-            self.last = {"top1": test["top1"], "top5": test["top5"], "epoch": epoch}
-            is_best = test["top1"] > self.best["top1"]
-            if is_best:
-                self.best = dict(self.last)
             terms = " ".join(f"{k} {v:.4f}" for k, v in train_stats.items())
-            self.record.log(f"epoch {epoch}/{self.epochs} lr {lr:.5g} | {terms} | test top-1 "
-                            f"{test['top1']:.2f} top-5 {test['top5']:.2f} | best {self.best['top1']:.2f} "
-                            f"(epoch {self.best['epoch']}) | {time.time() - t0:.1f}s")
-            self.record.scalars({**{f"train/{k}": v for k, v in train_stats.items()}, "lr": lr,
-                                 "test/top1": test["top1"], "test/top5": test["top5"],
-                                 "test/loss": test["loss"]}, epoch)
+            scalars = {**{f"train/{k}": v for k, v in train_stats.items()}, "lr": lr}
+            if self.test_loader is not None:
+                test = evaluate(self.model, self.test_loader, amp=self.amp, forward=self.eval_forward)
+                self.last = {"top1": test["top1"], "top5": test["top5"], "epoch": epoch}
+                is_best = test["top1"] > self.best["top1"]
+                if is_best:
+                    self.best = dict(self.last)
+                tested = (f" | test top-1 {test['top1']:.2f} top-5 {test['top5']:.2f} | best "
+                          f"{self.best['top1']:.2f} (epoch {self.best['epoch']})")
+                scalars.update({"test/top1": test["top1"], "test/top5": test["top5"], "test/loss": test["loss"]})
+            else:
+                self.last, is_best, tested = {"epoch": epoch, "train_loss": train_stats["loss"]}, False, ""
+            self.record.log(f"epoch {epoch}/{self.epochs} lr {lr:.5g} | {terms}{tested} | {time.time() - t0:.1f}s")
+            self.record.scalars(scalars, epoch)
             if self.record.is_main:
                 state = self.state(epoch)
                 save_atomic(state, self.record.last_path)
                 if is_best:
-                    save_atomic({**self.meta, "model": state["model"], "epoch": epoch,
-                                 "top1": test["top1"], "top5": test["top5"]}, self.record.best_path)
+                    save_atomic({**self.meta, "model": state["model"], "epoch": epoch, **self.last},
+                                self.record.best_path)
                 if self.save_every and epoch % self.save_every == 0:
-                    save_atomic({**self.meta, "model": state["model"], "extra": state["extra"],
-                                 "epoch": epoch, "top1": test["top1"], "top5": test["top5"]},
+                    save_atomic({**self.meta, "model": state["model"], "extra": state["extra"], **self.last},
                                 self.record.ckpt_dir + f"/epoch_{epoch}.pth")
-        summary = {"last": self.last, "best": self.best, "epochs": self.epochs, **self.meta}
+        summary = {"last": self.last, "epochs": self.epochs, **self.meta}
+        if self.test_loader is not None:
+            summary["best"] = self.best
         self.record.write_summary(summary)
         return summary

@@ -61,6 +61,17 @@ def write_json(path, obj):
     os.replace(tmp, path)
 
 
+def merge_summary(folder, summary, name="summary.json"):
+    """Merge `summary` into <folder>/summary.json (several tools add their own results)."""
+    path = os.path.join(folder, name)
+    merged = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            merged = json.load(f)
+    merged.update(summary)
+    write_json(path, merged)
+
+
 class RunRecord:
     """The experiment folder of one run. Creating it for a fresh run refuses a folder that already
     holds a run (so nothing saved is overwritten); `resume=True` reopens it."""
@@ -119,15 +130,8 @@ class RunRecord:
 
     def write_summary(self, summary, name="summary.json"):
         """Merge `summary` into summary.json (several tools add their own results)."""
-        if not self.is_main:
-            return
-        path = os.path.join(self.folder, name)
-        merged = {}
-        if os.path.exists(path):
-            with open(path) as f:
-                merged = json.load(f)
-        merged.update(summary)
-        write_json(path, merged)
+        if self.is_main:
+            merge_summary(self.folder, summary, name)
 
     def close(self):
         if self._tb is not None:

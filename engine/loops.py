@@ -59,7 +59,7 @@ def evaluate(model, loader, amp=False, forward=None):
 
 
 def train_one_epoch(step, loader, optimizer, epoch, amp=False, scaler=None, check_every=20,
-                    desc="train", show_progress=True, after_step=None):
+                    desc="train", show_progress=True, before_step=None):
     """One pass over `loader`. Loss terms are accumulated on the device and checked for NaN/inf
     every `check_every` steps (fewer host syncs); a non-finite loss raises NonFiniteLossError
     before the epoch's checkpoint is written, so nothing saved is affected."""
@@ -75,13 +75,15 @@ def train_one_epoch(step, loader, optimizer, epoch, amp=False, scaler=None, chec
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None and scaler.is_enabled():
             scaler.scale(loss).backward()
+            if before_step is not None:
+                before_step()
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            if before_step is not None:
+                before_step()
             optimizer.step()
-        if after_step is not None:
-            after_step()
         bs = len(batch["label"])
         count += bs
         for name, value in terms.items():

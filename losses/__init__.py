@@ -13,12 +13,13 @@ from .kdsvd import KDSVD
 from .nst import NST
 from .pkt import PKT
 from .rkd import RKD
+from .simreg import SimReg
 from .sp import SP
 from .sskd import SSKD
 from .vid import VID
 
 METHODS = {cls.name: cls for cls in (PlainCE, KD, FitNet, AT, SP, CC, VID, RKD, PKT, AB, FT, FSP, NST,
-                                      KDSVD, CRD, SSKD)}
+                                      KDSVD, CRD, SSKD, SimReg)}
 
 
 def resolve_weights(name, ce=None, kd=None, distill=None):

@@ -95,6 +95,7 @@ class Method(nn.Module):
     # RepDistiller's README / scripts command line: gamma (CE), alpha (KD), beta (method)
     standard_weights = Weights(ce=1.0, kd=0.0, distill=0.0)
     distills_in_main_phase = True
+    trains_classifier = True   # the student's logits are scored on the test set every epoch
 
     def __init__(self, ctx, weights):
         super().__init__()

@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn as nn
 
+from engine.distributed import all_gather_cat, all_reduce_mean
 from .base import Method, MethodError, Weights
 
 
@@ -45,16 +46,19 @@ class ContrastMemory(nn.Module):
         w2 = self.memory_v2.index_select(0, contrast_idx.reshape(-1)).detach().view(b, k + 1, dim)
         out_t = torch.exp(torch.bmm(w1, v2.view(b, dim, 1)) / temperature)   # teacher anchor
         out_s = torch.exp(torch.bmm(w2, v1.view(b, dim, 1)) / temperature)   # student anchor
-        # the constants are set once, from the first batch, and stored in the buffer (its dtype)
+        # the constants are set once, from the first batch (of all processes), and stored in the
+        # buffer (its dtype)
         if self.params[2].item() < 0:
-            self.params[2] = out_s.mean().detach() * n_data
+            self.params[2] = all_reduce_mean(out_s.mean().detach()) * n_data
         if self.params[3].item() < 0:
-            self.params[3] = out_t.mean().detach() * n_data
+            self.params[3] = all_reduce_mean(out_t.mean().detach()) * n_data
         out_s = out_s / self.params[2].item()
         out_t = out_t / self.params[3].item()
         with torch.no_grad():
-            for bank, v in ((self.memory_v1, v1), (self.memory_v2, v2)):
-                rows = bank.index_select(0, index) * momentum + v.detach() * (1 - momentum)
+            # every process applies every process's updates, so that the banks stay identical
+            index = all_gather_cat(index)
+            for bank, v in ((self.memory_v1, all_gather_cat(v1.detach())), (self.memory_v2, all_gather_cat(v2.detach()))):
+                rows = bank.index_select(0, index) * momentum + v * (1 - momentum)
                 bank.index_copy_(0, index, rows / rows.pow(2).sum(1, keepdim=True).sqrt())
         return out_s, out_t
 

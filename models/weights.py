@@ -126,6 +126,9 @@ TEACHER_FORMATS = {f.name: f for f in (
                   "torchvision supervised ResNet-50: raw torchvision keys; fc dropped"),
     TeacherFormat("ours", None, IMAGENET_MEAN, IMAGENET_STD,
                   "a checkpoint written by this project ('model' + 'arch'), e.g. a SimReg student"),
+    TeacherFormat("simreg", None, IMAGENET_MEAN, IMAGENET_STD,
+                  "a reference SimReg checkpoint: {'state_dict': 'encoder_q.module.*' student, "
+                  "'predict_q.module.*', 'encoder_t.module.*'}; the student backbone is taken"),
 )}
 
 
@@ -166,6 +169,8 @@ def detect_teacher_format(obj):
     keys = list(sd)
     if isinstance(obj, dict) and "arch" in obj and "model" in obj:
         return "ours"
+    if any(k.startswith(("encoder_q.module.", "predict_q.")) for k in keys):
+        return "simreg"
     if any(k.startswith("module.encoder_q.") for k in keys):
         return "moco"
     if "conv2d.weight" in sd and "batch_normalization.weight" in sd:
@@ -197,20 +202,28 @@ def teacher_state_dict(obj, fmt, keep_fc=False):
         return _flat_simclr_to_torchvision(sd)
     if fmt == "ours":
         return sd
+    if fmt == "simreg":
+        for prefix in ("encoder_q.module.", "module.encoder_q.", "encoder_q."):
+            if any(k.startswith(prefix) for k in sd):
+                return _drop(_strip(sd, prefix), fc)
+        raise CheckpointError("no 'encoder_q' student keys in this SimReg checkpoint")
     raise CheckpointError(f"unknown teacher format '{fmt}'; choose from {', '.join(TEACHER_FORMATS)}")
 
 
-def load_imagenet_teacher(path, fmt="auto"):
-    """(backbone with the teacher's weights, TeacherFormat). Loading is strict except that files
-    without BatchNorm `num_batches_tracked` counters (older torchvision, byol-convert) are accepted."""
+def load_imagenet_teacher(path, fmt="auto", arch=None):
+    """(backbone with the file's weights, TeacherFormat). Loading is strict except that files
+    without BatchNorm `num_batches_tracked` counters (older torchvision, byol-convert) are accepted.
+    `arch` is needed only for formats that do not fix it (a reference SimReg checkpoint)."""
     import models
     obj = load_file(path)
     fmt = detect_teacher_format(obj) if fmt == "auto" else fmt
     if fmt not in TEACHER_FORMATS:
         raise CheckpointError(f"unknown teacher format '{fmt}'; choose from {', '.join(TEACHER_FORMATS)}")
     spec = TEACHER_FORMATS[fmt]
-    arch = obj.get("arch") if fmt == "ours" else spec.arch
-    net = models.create(arch)
+    arch = obj.get("arch") if fmt == "ours" else (spec.arch or arch)
+    if arch is None:
+        raise CheckpointError(f"{path}: the '{fmt}' format does not record the architecture: pass --arch")
+    net = models.create(arch, obj.get("num_classes", 100) if fmt == "ours" else 100)
     sd = teacher_state_dict(obj, fmt)
     for key, value in net.state_dict().items():
         if key.endswith("num_batches_tracked") and key not in sd:

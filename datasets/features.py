@@ -1,0 +1,101 @@
+"""Feature caches: one float16 memory-mapped `.npy` (row i = sample i of the dataset) plus a JSON
+index (sample index -> file name, which crop, the dataset's identity, and where the features come
+from). Teacher caches let train_student.py run SimReg without building the teacher; backbone caches
+let eval_linear.py train its probe on fixed features. A cache is only ever used for the dataset and
+the source it was written for."""
+import hashlib
+import json
+import os
+
+import numpy as np
+import torch
+
+FORMAT = "kdzoo-feature-cache-1"
+
+
+class CacheMismatchError(ValueError):
+    pass
+
+
+def dataset_identity(name, split, file_names, content=b""):
+    """What makes two datasets the same for a cache: name, split, the ordered file names (and, for
+    in-memory data sets, the pixels and labels themselves)."""
+    h = hashlib.sha1("\n".join(file_names).encode())
+    h.update(content)
+    return {"dataset": name, "split": split, "num_samples": len(file_names), "files_sha1": h.hexdigest()}
+
+
+def image_set_identity(image_set, split):
+    """Identity and row names of an in-memory ImageSet (CIFAR-100, digits)."""
+    names = [f"{split}/{i:06d}" for i in range(len(image_set))]
+    content = image_set.images.numpy().tobytes() + image_set.labels.numpy().tobytes()
+    return dataset_identity(image_set.name, split, names, content), names
+
+
+def paths(prefix):
+    return prefix + ".npy", prefix + ".json"
+
+
+class FeatureWriter:
+    """Write rows of a cache as they are computed (no full copy in memory); `close()` publishes the
+    index, so a cache interrupted midway is never taken for a complete one."""
+
+    def __init__(self, prefix, identity, file_names, dim, crop, source):
+        self.npy, self.meta_path = paths(prefix)
+        os.makedirs(os.path.dirname(os.path.abspath(self.npy)), exist_ok=True)
+        if os.path.exists(self.meta_path):
+            os.remove(self.meta_path)
+        self.array = np.lib.format.open_memmap(self.npy, mode="w+", dtype=np.float16,
+                                               shape=(identity["num_samples"], dim))
+        self.meta = {"format": FORMAT, **identity, "dim": dim, "crop": crop, "source": source,
+                     "files": list(file_names)}
+        self.written = np.zeros(identity["num_samples"], dtype=bool)
+
+    def write(self, index, feats):
+        idx = index.cpu().numpy()
+        self.array[idx] = feats.detach().float().cpu().numpy().astype(np.float16)
+        self.written[idx] = True
+
+    def close(self):
+        if not self.written.all():
+            raise RuntimeError(f"feature cache {self.npy}: {int((~self.written).sum())} rows were never written")
+        self.array.flush()
+        del self.array
+        with open(self.meta_path + ".tmp", "w") as f:
+            json.dump(self.meta, f)
+        os.replace(self.meta_path + ".tmp", self.meta_path)
+
+
+class FeatureCache:
+    """A complete cache opened read-only (memory-mapped); `lookup(index)` gives float32 rows."""
+
+    def __init__(self, prefix):
+        self.npy, self.meta_path = paths(prefix)
+        if not (os.path.isfile(self.npy) and os.path.isfile(self.meta_path)):
+            raise CacheMismatchError(f"no complete feature cache at {prefix} (expected {self.npy} and {self.meta_path})")
+        with open(self.meta_path) as f:
+            self.meta = json.load(f)
+        if self.meta.get("format") != FORMAT:
+            raise CacheMismatchError(f"{self.meta_path} is not a feature cache of this project")
+        self.array = np.load(self.npy, mmap_mode="r")
+        self.dim = self.meta["dim"]
+
+    def check(self, identity, source=None):
+        """Refuse a cache written for another dataset (or, when `source` is given, by another model)."""
+        mine = {k: self.meta[k] for k in identity}
+        if mine != identity:
+            raise CacheMismatchError(
+                f"feature cache {self.npy} was written for {self.meta['dataset']}/{self.meta['split']} "
+                f"({self.meta['num_samples']} samples), not for {identity['dataset']}/{identity['split']} "
+                f"({identity['num_samples']} samples, files {'equal' if mine.get('files_sha1') == identity['files_sha1'] else 'differ'})")
+        if source is not None and self.meta["source"] != source:
+            raise CacheMismatchError(f"feature cache {self.npy} holds features of {self.meta['source']}, not {source}")
+        return self
+
+    def lookup(self, index):
+        rows = np.asarray(self.array[np.sort(index.cpu().numpy())], dtype=np.float32)
+        order = torch.as_tensor(np.argsort(np.argsort(index.cpu().numpy())))
+        return torch.from_numpy(rows)[order].to(index.device)
+
+    def all(self):
+        return torch.from_numpy(np.asarray(self.array, dtype=np.float32))

@@ -1,0 +1,213 @@
+"""Linear evaluation of a frozen backbone (SimReg's protocol): head = L2-normalise -> fixed
+full-dataset BatchNorm (mean and unbiased variance of the normalised centre-crop train features,
+eps 1e-5) -> Linear; SGD lr 0.01, momentum 0.9, wd 1e-4, 40 epochs, lr x0.1 after epochs 15 and 30.
+By default each step sees freshly augmented images through the backbone; `--use-cache` trains on
+cached centre-crop features instead (much faster), in a cache keyed to the evaluated checkpoint's
+contents, so another checkpoint can never reuse it."""
+import argparse
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from datasets import InMemoryLoader, build_image_sets
+from datasets import imagenet as imagenet_data
+from datasets.cifar100 import DatasetNotFoundError
+from datasets.features import CacheMismatchError, FeatureCache, FeatureWriter
+from engine.checkpoint import CheckpointError
+from engine.features import FOLDER_DATASETS, eval_splits, extract, load_backbone, run_folder_of
+from engine.logging import merge_summary, write_json
+from engine.loops import topk_correct
+from engine.runtime import exit_on_user_error, pick_device, seed_everything
+from engine.schedule import parse_milestones, step_lr
+from models import UnknownModelError
+from models.weights import TEACHER_FORMATS
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", "--weights", dest="checkpoint", required=True)
+    p.add_argument("--arch", default=None, help="only for checkpoints that do not record it")
+    p.add_argument("--format", default="auto", choices=["auto", *TEACHER_FORMATS])
+    p.add_argument("--dataset", default="imagenet", choices=("cifar100", "digits") + FOLDER_DATASETS)
+    p.add_argument("--data-root", default="./data")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=1e-4)
+    p.add_argument("--lr-schedule", default="15,30", help="epochs after which the lr is multiplied by 0.1")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--use-cache", action="store_true", help="train on cached centre-crop features")
+    p.add_argument("--eval-every", type=int, default=10, help="evaluate every N epochs (and after the last)")
+    p.add_argument("--save", default=None, help="output folder (default: <run>/linear for our checkpoints)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+class FullBatchNorm(nn.Module):
+    """Fixed normalisation (x - mean) / sqrt(var + 1e-5) with statistics of the whole train set."""
+
+    def __init__(self, var, mean):
+        super().__init__()
+        self.register_buffer("mean", mean)
+        self.register_buffer("inv_std", (var + 1e-5).rsqrt())
+
+    def forward(self, x):
+        return (x - self.mean) * self.inv_std
+
+
+class L2Normalize(nn.Module):
+    def forward(self, x):
+        return F.normalize(x, dim=1)
+
+
+def linear_head(var, mean, num_classes):
+    """Keys '1.mean', '1.inv_std', '2.weight', '2.bias', as the reference's probe."""
+    return nn.Sequential(L2Normalize(), FullBatchNorm(var, mean), nn.Linear(len(mean), num_classes))
+
+
+def checkpoint_digest(path):
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def train_features(net, split, save, source, use_cache):
+    """Normalised centre-crop train features -> (var, mean) and, with `use_cache`, the cache of
+    those features (reused only if written for this dataset by this very checkpoint)."""
+    prefix = os.path.join(save, f"train_feats_{source['checkpoint_sha256'][:16]}")
+    if use_cache:
+        try:
+            cache = FeatureCache(prefix).check(split.identity, source)
+            return torch.tensor(cache.meta["stats"]["var"]), torch.tensor(cache.meta["stats"]["mean"]), cache
+        except CacheMismatchError:
+            pass   # absent or stale: (re)compute
+    writer, total, total_sq, n = None, None, None, 0
+    for idx, feats in extract(net, split.loader):
+        feats = F.normalize(feats, dim=1).double().cpu()
+        if total is None:
+            total, total_sq = torch.zeros(feats.shape[1], dtype=torch.float64), torch.zeros(feats.shape[1], dtype=torch.float64)
+            if use_cache:
+                writer = FeatureWriter(prefix, split.identity, split.names, feats.shape[1], split.crop, source)
+        total += feats.sum(0)
+        total_sq += feats.pow(2).sum(0)
+        n += len(feats)
+        if writer:
+            writer.write(idx, feats)
+    mean = total / n
+    var = (total_sq - n * mean ** 2) / (n - 1)   # unbiased, as torch.var_mean
+    if writer:
+        writer.meta["stats"] = {"mean": mean.tolist(), "var": var.tolist()}
+        writer.close()
+        return var.float(), mean.float(), FeatureCache(prefix)
+    return var.float(), mean.float(), None
+
+
+@exit_on_user_error(CheckpointError, DatasetNotFoundError, UnknownModelError)
+def main(argv=None):
+    args = parse_args(argv)
+    seed_everything(args.seed)
+    device = pick_device(args.device)
+    net, info = load_backbone(args.checkpoint, args.arch, args.format)
+    net = net.to(device).eval()
+    net.requires_grad_(False)
+    spec = TEACHER_FORMATS[info["format"]]
+    train, test = eval_splits(args.dataset, args.data_root, device, args.batch_size, args.image_size, args.workers,
+                              norm=(spec.mean, spec.std))
+    run = run_folder_of(args.checkpoint)
+    save = args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)), "linear")
+    os.makedirs(save, exist_ok=True)
+    source = {"kind": "backbone", "arch": info["arch"], "format": info["format"],
+              "checkpoint_sha256": checkpoint_digest(args.checkpoint)}
+    var, mean, cache = train_features(net, train, save, source, args.use_cache)
+    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    head = linear_head(var, mean, num_classes).to(device)
+    optimizer = torch.optim.SGD(head.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
+    milestones = parse_milestones(args.lr_schedule)
+    generator = torch.Generator().manual_seed(args.seed)
+    if cache is None:
+        if args.dataset in FOLDER_DATASETS:
+            ds = imagenet_data.build_imagefolder(args.data_root, "train",
+                                                 imagenet_data.linear_train_transform(args.image_size), args.dataset)
+            aug_loader = imagenet_data.FolderLoader(ds, args.batch_size, True, device, generator, args.workers,
+                                                    drop_last=False)
+        else:
+            aug_loader = InMemoryLoader(build_image_sets(args.dataset, args.data_root)[0], args.batch_size, True,
+                                        device, generator)
+    labels_all = train.labels.to(device)
+    best = {"top1": -1.0}
+    last = None
+    log_lines = []
+    for epoch in range(1, args.epochs + 1):
+        lr = step_lr(args.lr, epoch, milestones)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        head.train()
+        if cache is not None:   # a fresh permutation per epoch, floor(N / B) batches, as the reference
+            order = torch.randperm(len(train), generator=generator)
+            batches = [order[i:i + args.batch_size] for i in range(0, len(order) - args.batch_size + 1, args.batch_size)]
+            source_iter = ((cache.lookup(idx.to(device)), labels_all[idx.to(device)]) for idx in batches)
+            n_batches = len(batches)
+        else:
+            source_iter = ((extract_one(net, b["image"]), b["label"]) for b in aug_loader)
+            n_batches = len(aug_loader)
+        total_loss, seen = 0.0, 0
+        for feats, labels in tqdm(source_iter, total=n_batches, desc=f"linear epoch {epoch}", leave=False,
+                                  disable=args.no_progress):
+            loss = F.cross_entropy(head(feats), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(labels)
+            seen += len(labels)
+        if epoch % args.eval_every == 0 or epoch == args.epochs:
+            last = {**evaluate_head(net, head, test), "epoch": epoch}
+            if last["top1"] > best["top1"]:
+                best = dict(last)
+            line = (f"epoch {epoch}/{args.epochs} lr {lr:.5g} | loss {total_loss / max(seen, 1):.4f} | * Acc@1 "
+                    f"{last['top1']:.3f} Acc@5 {last['top5']:.3f}")
+        else:
+            line = f"epoch {epoch}/{args.epochs} lr {lr:.5g} | loss {total_loss / max(seen, 1):.4f}"
+        print(line, flush=True)
+        log_lines.append(line)
+    with open(os.path.join(save, "log.txt"), "a") as f:
+        f.write("\n".join(log_lines) + "\n")
+    torch.save({"state_dict": head.state_dict(), "epoch": args.epochs, "best": best, "last": last},
+               os.path.join(save, "linear_head.pth"))
+    summary = {"linear": {"last": last, "best": best, "dataset": args.dataset, "use_cache": args.use_cache,
+                          "checkpoint": os.path.abspath(args.checkpoint), "arch": info["arch"], "epochs": args.epochs}}
+    write_json(os.path.join(save, "summary.json"), summary)
+    if run:
+        merge_summary(run, summary)
+    print(f"linear top-1 {last['top1']:.2f} (best {best['top1']:.2f}); results written to {save}")
+    return summary["linear"]
+
+
+@torch.no_grad()
+def extract_one(net, images):
+    feats, _ = net(images, is_feat=True)
+    return feats[-1].flatten(1).float()
+
+
+@torch.no_grad()
+def evaluate_head(net, head, split):
+    head.eval()
+    c1 = c5 = n = 0
+    for idx, feats in extract(net, split.loader):
+        labels = split.labels[idx.cpu()].to(feats.device)
+        a, b = topk_correct(head(feats), labels)
+        c1, c5, n = c1 + a.item(), c5 + b.item(), n + len(labels)
+    return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n}
+
+
+if __name__ == "__main__":
+    main()
