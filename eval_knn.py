@@ -78,7 +78,7 @@ class Index:
 def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
-    net, info = load_backbone(args.checkpoint, args.arch, args.format)
+    net, info = load_backbone(args.checkpoint, args.arch, args.format, args.dataset)
     net = net.to(device)
     train, test = eval_splits(args.dataset, args.data_root, device, args.batch_size, args.image_size, args.workers,
                               norm=(TEACHER_FORMATS[info["format"]].mean, TEACHER_FORMATS[info["format"]].std))

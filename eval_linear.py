@@ -117,7 +117,7 @@ def main(argv=None):
     args = parse_args(argv)
     seed_everything(args.seed)
     device = pick_device(args.device)
-    net, info = load_backbone(args.checkpoint, args.arch, args.format)
+    net, info = load_backbone(args.checkpoint, args.arch, args.format, args.dataset)
     net = net.to(device).eval()
     net.requires_grad_(False)
     spec = TEACHER_FORMATS[info["format"]]

@@ -38,15 +38,20 @@ def paths(prefix):
 
 class FeatureWriter:
     """Write rows of a cache as they are computed (no full copy in memory); `close()` publishes the
-    index, so a cache interrupted midway is never taken for a complete one."""
+    index, so a cache interrupted midway is never taken for a complete one. Under torchrun the main
+    process creates the file and the others attach to it (`create=False`); each writes its rows."""
 
-    def __init__(self, prefix, identity, file_names, dim, crop, source):
+    def __init__(self, prefix, identity, file_names, dim, crop, source, create=True):
         self.npy, self.meta_path = paths(prefix)
-        os.makedirs(os.path.dirname(os.path.abspath(self.npy)), exist_ok=True)
-        if os.path.exists(self.meta_path):
-            os.remove(self.meta_path)
-        self.array = np.lib.format.open_memmap(self.npy, mode="w+", dtype=np.float16,
-                                               shape=(identity["num_samples"], dim))
+        self.create = create
+        if create:
+            os.makedirs(os.path.dirname(os.path.abspath(self.npy)), exist_ok=True)
+            if os.path.exists(self.meta_path):
+                os.remove(self.meta_path)
+            self.array = np.lib.format.open_memmap(self.npy, mode="w+", dtype=np.float16,
+                                                   shape=(identity["num_samples"], dim))
+        else:
+            self.array = np.load(self.npy, mmap_mode="r+")
         self.meta = {"format": FORMAT, **identity, "dim": dim, "crop": crop, "source": source,
                      "files": list(file_names)}
         self.written = np.zeros(identity["num_samples"], dtype=bool)
@@ -57,10 +62,16 @@ class FeatureWriter:
         self.written[idx] = True
 
     def close(self):
-        if not self.written.all():
-            raise RuntimeError(f"feature cache {self.npy}: {int((~self.written).sum())} rows were never written")
+        from engine.distributed import all_reduce_sum, barrier
         self.array.flush()
         del self.array
+        written = torch.from_numpy(self.written.astype(np.float64))
+        written = torch.tensor(all_reduce_sum(written.tolist()))   # rows written by any process
+        barrier()
+        if (written == 0).any():
+            raise RuntimeError(f"feature cache {self.npy}: {int((written == 0).sum())} rows were never written")
+        if not self.create:
+            return
         with open(self.meta_path + ".tmp", "w") as f:
             json.dump(self.meta, f)
         os.replace(self.meta_path + ".tmp", self.meta_path)

@@ -9,8 +9,9 @@ import models
 from datasets import InMemoryLoader, build_image_sets
 from datasets import imagenet as imagenet_data
 from datasets.features import dataset_identity, image_set_identity
-from engine.checkpoint import load_file
-from models.weights import load_imagenet_teacher
+from engine.checkpoint import CheckpointError, load_file, load_state_dict_strict
+from models.weights import (_CLASSIFIER_BIASES, infer_cifar_arch, load_cifar_checkpoint, load_imagenet_teacher,
+                            unwrap_state_dict)
 
 FOLDER_DATASETS = ("imagenet", "imagenet100")
 
@@ -49,15 +50,24 @@ def eval_splits(dataset, data_root, device, batch_size=256, image_size=224, work
     return out
 
 
-def load_backbone(path, arch=None, fmt="auto"):
-    """(model, description) of a checkpoint to evaluate: ours (SimReg student, CIFAR student or
-    teacher), a reference SimReg checkpoint, or a published self-supervised teacher file."""
+def load_backbone(path, arch=None, fmt="auto", dataset="imagenet"):
+    """(model, description) of a checkpoint to evaluate or cache: ours (SimReg student, CIFAR
+    student or teacher), for the in-memory data sets any CIFAR checkpoint layout, a reference SimReg
+    checkpoint, or a published self-supervised teacher file."""
     obj = load_file(path)
     if isinstance(obj, dict) and "model" in obj and "arch" in obj and fmt in ("auto", "ours"):
         net = models.create(obj["arch"], obj.get("num_classes", 100))
-        from engine.checkpoint import load_state_dict_strict
         load_state_dict_strict(net, obj["model"], what=obj["arch"])
         return net, {"arch": obj["arch"], "format": "ours", "epoch": obj.get("epoch")}
+    if dataset not in FOLDER_DATASETS:   # RepDistiller / SSKD / mdistiller CIFAR checkpoints
+        arch_found, num_classes = (arch, None) if arch else infer_cifar_arch(unwrap_state_dict(obj))
+        if arch_found is None:
+            raise CheckpointError(f"{path}: cannot tell the architecture from its keys: pass --arch")
+        sd = unwrap_state_dict(obj)
+        num_classes = num_classes or next(v.shape[0] for k, v in sd.items() if k.endswith(_CLASSIFIER_BIASES))
+        net = models.create(arch_found, num_classes)
+        load_cifar_checkpoint(net, path)
+        return net, {"arch": arch_found, "format": "ours", "epoch": obj.get("epoch") if isinstance(obj, dict) else None}
     net, spec = load_imagenet_teacher(path, fmt, arch)
     return net, {"arch": spec.arch or arch, "format": spec.name, "epoch": obj.get("epoch") if isinstance(obj, dict) else None}
 

@@ -56,3 +56,24 @@ def digits_teacher(tmp_path_factory):
                                   "--lr-decay-epochs", "8,10", "--save-dir", str(root), "--name", "t",
                                   "--no-progress", "--save-every", "0"])
     return {"summary": summary, "folder": root / "t", "ckpt": str(root / "t" / "ckpt" / "last.pth")}
+
+
+def write_imagefolder(root, classes=3, train_per_class=8, val_per_class=4, size=40, with_val=True, seed=0):
+    """A tiny ImageNet-style folder: <root>/{train,val}/<wnid>/<name>.JPEG, real JPEG files."""
+    from PIL import Image
+    rng = np.random.default_rng(seed)
+    splits = [("train", train_per_class)] + ([("val", val_per_class)] if with_val else [])
+    for split, n in splits:
+        for c in range(classes):
+            folder = os.path.join(root, split, f"n{c:08d}")
+            os.makedirs(folder, exist_ok=True)
+            for i in range(n):
+                base = np.array([(c * 80) % 256, (c * 150) % 256, (c * 40 + 60) % 256], dtype=np.int64)
+                pixels = np.clip(base + rng.integers(-40, 40, size=(size, size, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(os.path.join(folder, f"n{c:08d}_{split}_{i}.JPEG"), quality=90)
+    return root
+
+
+@pytest.fixture
+def imagefolder_root(tmp_path):
+    return write_imagefolder(str(tmp_path / "imagenet"))

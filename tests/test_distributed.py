@@ -45,3 +45,46 @@ def test_two_process_ddp_matches_single_process(tmp_path, cifar_root):
     b = load_file(str(tmp_path / "ddp" / "ckpt" / "last.pth"))["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def _torchrun(args, env):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def test_two_process_feature_cache_equals_single_process(tmp_path, imagefolder_root):
+    import numpy as np
+    import models
+    torch.manual_seed(0)
+    teacher = tmp_path / "t.pth"
+    torch.save({"arch": "resnet18", "model": models.create("resnet18").state_dict()}, str(teacher))
+    common = ["cache_features.py", "--teacher", str(teacher), "--dataset", "imagenet", "--data-root", imagefolder_root,
+              "--image-size", "32", "--workers", "0", "--batch-size", "5", "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, *common, "--out", str(tmp_path / "single")], cwd=ROOT, env=env, check=True,
+                   capture_output=True)
+    ddp = _torchrun([*common, "--out", str(tmp_path / "ddp")], env)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    a, b = np.load(str(tmp_path / "single.npy")), np.load(str(tmp_path / "ddp.npy"))
+    assert a.shape == b.shape == (24, 512)
+    np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), rtol=1e-3, atol=1e-3)
+    assert (tmp_path / "ddp.json").read_text() == (tmp_path / "single.json").read_text()
+
+
+def test_two_process_student_run(tmp_path, cifar_root):
+    """train_student.py under torchrun: a method with its own trainable modules (FitNet's regressor,
+    wrapped in DDP) and CRD (memory banks kept identical across processes)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    teacher = ["train_teacher.py", "--dataset", "cifar100", "--data-root", cifar_root, "--arch", "resnet8",
+               "--epochs", "1", "--batch-size", "40", "--device", "cpu", "--no-progress", "--save-dir", str(tmp_path),
+               "--name", "t"]
+    subprocess.run([sys.executable, *teacher], cwd=ROOT, env=env, check=True, capture_output=True)
+    for method in ("hint", "crd"):
+        run = _torchrun(["train_student.py", "--dataset", "cifar100", "--data-root", cifar_root, "--method", method,
+                         "--teacher", str(tmp_path / "t" / "ckpt" / "last.pth"), "--student", "resnet8",
+                         "--epochs", "1", "--batch-size", "40", "--nce-k", "64", "--device", "cpu", "--no-progress",
+                         "--save-dir", str(tmp_path), "--name", f"s_{method}"], env)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert "x 2 process(es)" in (tmp_path / f"s_{method}" / "log.txt").read_text()
+        assert (tmp_path / f"s_{method}" / "summary.json").is_file()
