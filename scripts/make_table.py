@@ -1,6 +1,7 @@
 """Print results from summary.json files.
 
 Without --paper: one line per run found under --runs (used by run.sh).
+With --simreg-row N: one SimReg run (--runs = its folder) beside row N of the SimReg table.
 With --paper same_architecture|cross_architecture: the SSKD table layout written by the table
 launchers (<runs>/<teacher>_to_<student>/<Row>_seed<k>/, <runs>/teachers/<arch>_seed<k>/), with our
 mean over seeds, the published number and the difference."""
@@ -28,18 +29,30 @@ def all_runs(root):
             yield os.path.relpath(dirpath, root), read_summary(dirpath)
 
 
+def _fmt(value):
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
 def print_runs(root, title):
-    rows = [(name, s.get("arch", "?"), s.get("method", "teacher"), s["last"]["top1"], s["best"]["top1"])
-            for name, s in all_runs(root) if s.get("last")]
+    """One line per run: classification top-1 (last / best test epoch) and, where evaluated, the
+    backbone's 1-NN and linear-probe top-1 (SimReg students)."""
+    rows = []
+    for name, s in all_runs(root):
+        if not s.get("last"):
+            continue
+        knn = s.get("knn", {}).get("top1", {}).get("1")
+        linear = (s.get("linear") or {}).get("last", {}).get("top1")
+        rows.append((name, s.get("arch", "?"), s.get("method", "teacher"), s["last"].get("top1"),
+                     (s.get("best") or {}).get("top1"), knn, linear))
     if not rows:
         print(f"no summary.json under {root}", file=sys.stderr)
         return 1
     if title:
         print(title)
     width = max(len(r[0]) for r in rows)
-    print(f"{'run':<{width}}  {'arch':<12} {'method':<10} {'top-1 last':>10} {'top-1 best':>10}")
-    for name, arch, method, last, best in rows:
-        print(f"{name:<{width}}  {arch:<12} {method:<10} {last:>10.2f} {best:>10.2f}")
+    print(f"{'run':<{width}}  {'arch':<10} {'method':<8} {'top-1 last':>10} {'top-1 best':>10} {'1-NN':>7} {'linear':>7}")
+    for name, arch, method, last, best, knn, linear in rows:
+        print(f"{name:<{width}}  {arch:<10} {method:<8} {_fmt(last):>10} {_fmt(best):>10} {_fmt(knn):>7} {_fmt(linear):>7}")
     return 0
 
 
@@ -79,13 +92,30 @@ def print_paper_table(root, table, metric):
     return 0
 
 
+def print_simreg_row(run_folder, row):
+    """Our 1-NN and linear top-1 of one SimReg run beside the published row."""
+    with open(PAPER_TABLES) as f:
+        spec = json.load(f)["simreg_table"]["rows"][row]
+    s = read_summary(run_folder) or {}
+    ours_nn = s.get("knn", {}).get("top1", {}).get("1")
+    ours_lin = (s.get("linear") or {}).get("last", {}).get("top1")
+    print(f"SimReg: {spec['teacher']} -> {spec['student']} (ImageNet top-1)")
+    for label, ours, paper in (("1-NN", ours_nn, spec["nn1"]), ("linear", ours_lin, spec["linear"])):
+        diff = f"{ours - paper:+.2f}" if isinstance(ours, (int, float)) else ""
+        print(f"  {label:<7} ours {_fmt(ours):>6}  paper {paper:6.2f}  {diff}")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", required=True, help="folder holding experiment folders")
     p.add_argument("--title", default="")
     p.add_argument("--paper", choices=["same_architecture", "cross_architecture"], default=None)
     p.add_argument("--metric", choices=["best", "last"], default="best")
+    p.add_argument("--simreg-row", type=int, default=None, help="row of the SimReg table (0-4) for --runs = one run")
     args = p.parse_args(argv)
+    if args.simreg_row is not None:
+        return print_simreg_row(args.runs, args.simreg_row)
     if args.paper:
         return print_paper_table(args.runs, args.paper, args.metric)
     return print_runs(args.runs, args.title)

@@ -78,3 +78,47 @@ def test_make_table_paper_layout(tmp_path):
     assert "76.50±0.71" in sskd and "76.04" in sskd and "+0.46" in sskd
     teacher = [line for line in out.splitlines() if line.startswith("  teacher ")][0]
     assert "76.00" in teacher and "-0.46" in teacher
+
+
+def test_simreg_row_dry_runs_are_valid_commands():
+    import cache_features
+    import eval_knn
+    import eval_linear
+    parsers = {"train_student.py": train_student.parse_args, "cache_features.py": cache_features.parse_args,
+               "eval_knn.py": eval_knn.parse_args, "eval_linear.py": eval_linear.parse_args}
+    for script, cached in (("simreg_row_moco_resnet18.sh", False), ("simreg_row_simclr_resnet50.sh", True),
+                           ("simreg_row_byol_resnet18.sh", True), ("simreg_row_swav_resnet18.sh", True),
+                           ("simreg_row_moco_mobilenet.sh", False)):
+        cmds = _dry_run(script)
+        names = [next(a for a in c if a.endswith(".py")) for c in cmds]
+        assert names == (["cache_features.py"] if cached else []) + ["train_student.py", "eval_knn.py",
+                                                                     "eval_linear.py", "scripts/make_table.py"]
+        for c, name in zip(cmds, names):
+            if name in parsers:
+                args = parsers[name](c[c.index(name) + 1:])
+                if name == "train_student.py":
+                    assert (args.method, args.epochs, args.batch_size, args.schedule) == ("simreg", 130, 256, "cosine")
+                    assert (args.teacher_feats is not None) == cached
+        if cached:
+            assert cmds[0][:3] == [sys.executable, "-m", "torch.distributed.run"]
+
+
+def test_make_table_simreg_row(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"last": {"epoch": 130}, "knn": {"top1": {"1": 55.0}},
+                                                       "linear": {"last": {"top1": 65.5}}}))
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_table.py"), "--runs", str(tmp_path),
+                          "--simreg-row", "1"], capture_output=True, text=True, check=True).stdout
+    assert "resnet18" in out and "55.00" in out and "54.80" in out and "+0.20" in out and "+0.40" in out
+
+
+def test_knn_and_linear_launchers(tmp_path, digits_teacher):
+    train_student.main(["--dataset", "digits", "--method", "simreg", "--teacher", digits_teacher["ckpt"],
+                        "--student", "resnet8", "--epochs", "1", "--batch-size", "64", "--save-dir", str(tmp_path),
+                        "--name", "exp", "--no-progress"])
+    env = {**os.environ, "PY": sys.executable, "PYTHON": sys.executable, "SAVE_DIR": str(tmp_path),
+           "EXP_NAME": "exp", "EPOCH": "last", "DATASET": "digits", "GPU": "", "USE_CACHE": "1",
+           "EXTRA_ARGS": ""}
+    for script in ("knn_eval.sh", "lin_eval.sh"):
+        subprocess.run(["bash", os.path.join(ROOT, script)], env=env, check=True, capture_output=True, text=True)
+    summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
+    assert set(summary["knn"]["top1"]) == {"1", "20"} and summary["linear"]["epochs"] == 40

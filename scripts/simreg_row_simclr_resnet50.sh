@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# SimReg table row: SimCLR ResNet-50x4 -> ResNet-50 (cached teacher).
+# Trains the SimReg student on ImageNet (130 epochs, batch 256, lr 0.05 cosine, wd 1e-4, 4-layer
+# head, one weak view shared by teacher and student), then 1-NN / 20-NN and linear evaluation.
+# Edit the variables (or set them in the environment); DRY_RUN=1 prints the commands only.
+ROW=2                                        # row of scripts/paper_tables.json simreg_table
+DATA_ROOT=${DATA_ROOT:-./data/imagenet}             # ImageFolder with train/ and val/
+DATASET=${DATASET:-imagenet}                        # imagenet | imagenet100
+TEACHER_WEIGHTS=${TEACHER_WEIGHTS:-./weights/simclr_r50x4.pth}
+TEACHER_FORMAT=${TEACHER_FORMAT:-simclr_x4_flat}
+STUDENT=${STUDENT:-resnet50}
+CACHED=${CACHED:-1}                         # 1: cache the teacher's features first, as the paper
+N_MLP_LAYERS=${N_MLP_LAYERS:-4}
+EPOCHS=${EPOCHS:-130}
+BATCH_SIZE=${BATCH_SIZE:-256}                       # global batch over the GPUS processes
+GPUS=${GPUS:-4}
+GPU_IDS=${GPU_IDS:-}                                # e.g. 0,1,2,3
+SAVE_DIR=${SAVE_DIR:-./save/simreg}
+EXP_NAME=${EXP_NAME:-simreg_simclr_resnet50}
+EXTRA_ARGS=${EXTRA_ARGS:-}                          # e.g. "--amp --workers 16"
+LINEAR_ARGS=${LINEAR_ARGS:-}                        # e.g. "--use-cache"
+DRY_RUN=${DRY_RUN:-0}
+source "$(dirname "$0")/simreg_row_lib.sh"
