@@ -6,7 +6,6 @@ are centre crops (Resize 256 + CenterCrop 224, as CompRess caches) with the teac
 normalisation; in-memory data sets use their un-augmented images. Runs under torchrun too: each
 process writes its share of the rows."""
 import argparse
-import hashlib
 import os
 
 import torch
@@ -14,7 +13,7 @@ import torch
 from datasets.cifar100 import DatasetNotFoundError
 from datasets.features import FeatureWriter
 from engine import distributed
-from engine.checkpoint import CheckpointError
+from engine.checkpoint import CheckpointError, file_sha256
 from engine.features import FOLDER_DATASETS, eval_splits, extract, load_backbone
 from engine.runtime import exit_on_user_error, pick_device
 from models import UnknownModelError
@@ -40,14 +39,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @exit_on_user_error(CheckpointError, DatasetNotFoundError, UnknownModelError)
 def main(argv=None):
     args = parse_args(argv)
@@ -67,7 +58,7 @@ def cache(args, info, device):
     split = splits[0] if args.split == "train" else splits[1]
     with torch.no_grad():
         dim = net(torch.zeros(1, *next(iter(split.loader))["image"].shape[1:], device=device), is_feat=True)[0][-1].shape[1]
-    source = {"kind": "teacher", "path": os.path.abspath(args.teacher), "sha256": sha256(args.teacher),
+    source = {"kind": "teacher", "path": os.path.abspath(args.teacher), "sha256": file_sha256(args.teacher),
               "format": desc["format"], "arch": desc["arch"]}
     writer = None
     if info.is_main:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from datasets.cifar100 import DatasetNotFoundError
 from engine import knn
 from engine.checkpoint import CheckpointError
-from engine.features import FOLDER_DATASETS, eval_splits, extract, load_backbone, run_folder_of
+from engine.features import add_backbone_args, eval_splits, extract, load_backbone, run_folder_of
 from engine.logging import merge_summary, write_json
 from engine.runtime import exit_on_user_error, pick_device
 from models import UnknownModelError
@@ -21,19 +21,11 @@ from models.weights import TEACHER_FORMATS
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", "--weights", dest="checkpoint", required=True)
-    p.add_argument("--arch", default=None, help="only for checkpoints that do not record it")
-    p.add_argument("--format", default="auto", choices=["auto", *TEACHER_FORMATS])
-    p.add_argument("--dataset", default="imagenet", choices=("cifar100", "digits") + FOLDER_DATASETS)
-    p.add_argument("--data-root", default="./data")
-    p.add_argument("--image-size", type=int, default=224)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=8)
+    add_backbone_args(p)
     p.add_argument("-k", "--k", default="1,20", help="comma-separated list of k")
     p.add_argument("--backend", default="auto", choices=["auto", "faiss", "torch"])
     p.add_argument("--save", default=None, help="output folder (default: <run>/knn for our checkpoints)")
     p.add_argument("--epoch", type=int, default=None, help="epoch in the output file names (default: the checkpoint's)")
-    p.add_argument("--device", default="auto")
     p.add_argument("--amp", action="store_true")
     args = p.parse_args(argv)
     args.ks = sorted({int(k) for k in args.k.split(",")})

@@ -16,8 +16,8 @@ from datasets import InMemoryLoader, build_image_sets
 from datasets import imagenet as imagenet_data
 from datasets.cifar100 import DatasetNotFoundError
 from datasets.features import CacheMismatchError, FeatureCache, FeatureWriter
-from engine.checkpoint import CheckpointError
-from engine.features import FOLDER_DATASETS, eval_splits, extract, load_backbone, run_folder_of
+from engine.checkpoint import CheckpointError, file_sha256
+from engine.features import FOLDER_DATASETS, add_backbone_args, eval_splits, extract, load_backbone, run_folder_of
 from engine.logging import merge_summary, write_json
 from engine.loops import topk_correct
 from engine.runtime import exit_on_user_error, pick_device, seed_everything
@@ -28,24 +28,16 @@ from models.weights import TEACHER_FORMATS
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", "--weights", dest="checkpoint", required=True)
-    p.add_argument("--arch", default=None, help="only for checkpoints that do not record it")
-    p.add_argument("--format", default="auto", choices=["auto", *TEACHER_FORMATS])
-    p.add_argument("--dataset", default="imagenet", choices=("cifar100", "digits") + FOLDER_DATASETS)
-    p.add_argument("--data-root", default="./data")
-    p.add_argument("--image-size", type=int, default=224)
+    add_backbone_args(p)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=1e-4)
     p.add_argument("--lr-schedule", default="15,30", help="epochs after which the lr is multiplied by 0.1")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--workers", type=int, default=8)
     p.add_argument("--use-cache", action="store_true", help="train on cached centre-crop features")
     p.add_argument("--eval-every", type=int, default=10, help="evaluate every N epochs (and after the last)")
     p.add_argument("--save", default=None, help="output folder (default: <run>/linear for our checkpoints)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -70,15 +62,6 @@ class L2Normalize(nn.Module):
 def linear_head(var, mean, num_classes):
     """Keys '1.mean', '1.inv_std', '2.weight', '2.bias', as the reference's probe."""
     return nn.Sequential(L2Normalize(), FullBatchNorm(var, mean), nn.Linear(len(mean), num_classes))
-
-
-def checkpoint_digest(path):
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def train_features(net, split, save, source, use_cache):
@@ -127,7 +110,7 @@ def main(argv=None):
     save = args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)), "linear")
     os.makedirs(save, exist_ok=True)
     source = {"kind": "backbone", "arch": info["arch"], "format": info["format"],
-              "checkpoint_sha256": checkpoint_digest(args.checkpoint)}
+              "checkpoint_sha256": file_sha256(args.checkpoint)}
     var, mean, cache = train_features(net, train, save, source, args.use_cache)
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     head = linear_head(var, mean, num_classes).to(device)

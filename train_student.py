@@ -18,7 +18,7 @@ from datasets import imagenet as imagenet_data
 from datasets.cifar100 import DatasetNotFoundError
 from datasets.features import CacheMismatchError, FeatureCache, dataset_identity, image_set_identity
 from engine import distributed
-from engine.checkpoint import CheckpointError, load_file, load_state_dict_strict, save_atomic
+from engine.checkpoint import CheckpointError, file_sha256, load_file, load_state_dict_strict, save_atomic
 from engine.distill import CachedTeacher, FrozenTeacher, forward_pair, probe_shapes, run_init_phase
 from engine.fit import Trainer
 from engine.logging import ExistingRunError, RunRecord
@@ -107,14 +107,6 @@ def parse_args(argv=None):
     return args
 
 
-def file_digest(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def method_hparams(args):
     keys = ("kd_T", "hint_layer", "feat_dim", "nce_k", "nce_t", "nce_m", "init_epochs", "tf_T", "ss_T", "ratio_tf",
             "ratio_ss", "tf_weight", "ss_weight", "t_epochs", "t_lr", "lr", "seed", "mlp_layers", "mlp2_bn_relu",
@@ -152,8 +144,7 @@ class Data:
             self.identity = dataset_identity(args.dataset, "train", train.file_names())
         else:
             train, test = build_image_sets(args.dataset, args.data_root, args.download)
-            loader_views = "rotations" if views == "rotations" else "plain"
-            self.train_loader = InMemoryLoader(train, batch, True, device, self.generator, views=loader_views, **shard)
+            self.train_loader = InMemoryLoader(train, batch, True, device, self.generator, views=views, **shard)
             self.test_loader = InMemoryLoader(test, args.eval_batch_size, False, device, **shard)
             self.num_classes, self.n_data, self.labels = train.num_classes, len(train), train.labels
             self.image_shape = tuple(train.images.shape[1:])
@@ -303,7 +294,7 @@ def run_or_reuse_init(args, phase, student, teacher, method, data, device, recor
     """Run the method's init phase, or load its result from this run (resume) or from the init cache
     (same teacher file, student, method, seed and hyper-parameters)."""
     key = hashlib.sha256(json.dumps({
-        "method": args.method, "teacher": file_digest(args.teacher), "student": args.student,
+        "method": args.method, "teacher": file_sha256(args.teacher), "student": args.student,
         "dataset": args.dataset, "batch_size": args.batch_size, "hp": method_hparams(args),
         "momentum": args.momentum, "weight_decay": args.weight_decay}, sort_keys=True).encode()).hexdigest()[:16]
     cache_path = os.path.join(args.init_cache, f"{args.method}_{key}.pth")

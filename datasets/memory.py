@@ -44,7 +44,8 @@ def build_image_sets(dataset, data_root=None, download=False):
 
 class InMemoryLoader:
     """Iterates an ImageSet in batches of dicts {'image', 'label', 'index'} on `device`.
-    `views='rotations'` gives SSKD's 4 rotated views per image (4B images, B labels).
+    `views='rotations'` gives SSKD's 4 rotated views per image (4B images, B labels); 'pair'
+    (SimReg) is one augmented view that student and teacher share, i.e. the same as 'plain'.
 
     At the start of every epoch one CPU torch.Generator draws the sample order and every sample's
     augmentation (crop offsets, flip), so a sample's augmentation depends only on the seed and the
@@ -55,7 +56,7 @@ class InMemoryLoader:
 
     def __init__(self, image_set, batch_size, train, device="cpu", generator=None, pad=4,
                  drop_last=False, rank=0, world_size=1, views="plain"):
-        if views not in ("plain", "rotations"):
+        if views not in ("plain", "rotations", "pair"):
             raise ValueError(f"unknown view kind '{views}'")
         self.set = image_set
         self.batch_size = batch_size

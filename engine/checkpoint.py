@@ -1,5 +1,6 @@
 """Checkpoint files: atomic saving, safe loading (`weights_only=True` always) and strict
 state_dict loading with one readable report of every mismatch."""
+import hashlib
 import os
 import pickle
 import random
@@ -48,6 +49,15 @@ def load_file(path, map_location="cpu"):
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated or not a PyTorch "
             f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+
+
+def file_sha256(path):
+    """SHA-256 of a file's bytes: what identifies a checkpoint in caches and records."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def mismatch_report(module, state_dict):

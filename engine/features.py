@@ -16,6 +16,20 @@ from models.weights import (_CLASSIFIER_BIASES, infer_cifar_arch, load_cifar_che
 FOLDER_DATASETS = ("imagenet", "imagenet100")
 
 
+def add_backbone_args(parser):
+    """The checkpoint and data flags shared by eval_knn.py and eval_linear.py."""
+    from models.weights import TEACHER_FORMATS
+    parser.add_argument("--checkpoint", "--weights", dest="checkpoint", required=True)
+    parser.add_argument("--arch", default=None, help="only for checkpoints that do not record it")
+    parser.add_argument("--format", default="auto", choices=["auto", *TEACHER_FORMATS])
+    parser.add_argument("--dataset", default="imagenet", choices=("cifar100", "digits") + FOLDER_DATASETS)
+    parser.add_argument("--data-root", default="./data")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--device", default="auto")
+
+
 class EvalSplit:
     """One split for evaluation: loader (no augmentation), labels, identity, row names, crop."""
 

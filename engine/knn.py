@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 def faiss_available():
     try:
-        import faiss  # noqa: F401
+        import faiss  # noqa: F401  (imported to probe availability)
         return True
     except ImportError:
         return False

@@ -22,6 +22,10 @@ METHODS = {cls.name: cls for cls in (PlainCE, KD, FitNet, AT, SP, CC, VID, RKD, 
                                       KDSVD, CRD, SSKD, SimReg)}
 
 
+__all__ = ["METHODS", "Context", "InitPhase", "Method", "MethodError", "Outputs", "Weights", "build", "kd_loss",
+           "resolve_weights"]
+
+
 def resolve_weights(name, ce=None, kd=None, distill=None):
     """The method's standard weights (RepDistiller's command lines, SSKD's defaults), each
     overridden where given."""

@@ -1,7 +1,6 @@
 """AB (activation boundaries): distils only in a 30-epoch init phase on the pre-activation taps
 feat[1:-1], training a connector and the student's feature modules; afterwards the student trains
 with CE (plus KD if alpha > 0) and the connector is unused, exactly as the reference."""
-import torch
 import torch.nn as nn
 
 from engine.schedule import make_schedule

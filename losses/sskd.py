@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from engine.schedule import make_schedule
-from .base import InitPhase, Method, Weights, kd_loss
+from .base import InitPhase, Method, Weights
 
 
 def projection_head(dim):

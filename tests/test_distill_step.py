@@ -1,6 +1,5 @@
 """One training step per method on CPU, through the same pieces train_student.py uses: finite loss,
 teacher untouched, exactly the student's and the method's trainable parameters updated."""
-import copy
 
 import pytest
 import torch
@@ -49,7 +48,7 @@ def test_one_step(name):
     optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9)
     student.train()
     method.train()
-    s, t = forward_pair(student, teacher, batch["image"], method.preact)
+    s, t = forward_pair(student, teacher, batch, method.preact)
     terms = method(s, t, batch)
     loss = sum(terms.values())
     assert torch.isfinite(loss) and loss.requires_grad

@@ -1,13 +1,11 @@
 """train_student.py end to end on digits: KD helps, SSKD / CRD run with their records, exact resume
 with the CRD memory bank, init-phase reuse, and bad inputs."""
-import os
 
 import pytest
 import torch
 
 import engine.fit
 import train_student
-import train_teacher
 from engine.checkpoint import load_file
 
 FAST = ["--dataset", "digits", "--no-progress", "--save-every", "0"]
