@@ -128,3 +128,31 @@ def test_unknown_and_ambiguous_formats(tmp_path):
                                if not k.startswith("layer4.2")}}, path)
     with pytest.raises(CheckpointError, match="missing keys"):
         load_imagenet_teacher(path)
+
+
+def test_simclr_x4_converter_layout_is_recognised():
+    from models.weights import teacher_state_dict
+    sd = {"conv1.weight": torch.zeros(256, 3, 7, 7), "layer4.0.conv1.weight": torch.zeros(1),
+          "fc.weight": torch.zeros(1000, 8192), "fc.bias": torch.zeros(1000)}
+    assert detect_teacher_format({"state_dict": sd}) == "simclr_x4"
+    assert set(teacher_state_dict({"state_dict": sd}, "simclr_x4")) == {"conv1.weight", "layer4.0.conv1.weight"}
+
+
+def test_imagenet100_subset():
+    """SimReg's subset: the classes at the seed-1234 indices of the sorted 1000, relabelled 0..99."""
+    import numpy as np
+    from datasets.imagenet import IMAGENET100_INDICES, keep_classes
+
+    class FakeFolder:
+        root = "/x"
+        classes = [f"n{i:08d}" for i in range(1000)]
+        class_to_idx = {c: i for i, c in enumerate(classes)}
+        samples = [(f"/x/{c}/a.JPEG", i) for i, c in enumerate(classes)] * 2
+        targets = [y for _, y in samples]
+
+    np.random.seed(1234)
+    assert sorted(np.random.permutation(1000)[:100].tolist()) == list(IMAGENET100_INDICES)
+    ds = keep_classes(FakeFolder(), IMAGENET100_INDICES)
+    assert len(ds.classes) == 100 and len(ds.samples) == 200 and ds.targets == [y for _, y in ds.samples]
+    assert ds.classes[0] == "n00000021" and ds.class_to_idx["n00000990"] == 99
+    assert all(ds.classes[y] in p for p, y in ds.samples)
