@@ -40,10 +40,7 @@ class Index:
         self.backend = "faiss" if backend == "auto" and knn.faiss_available() else backend
         self.backend = "torch" if self.backend == "auto" else self.backend
         if self.backend == "faiss":
-            import faiss
-            self.index = faiss.IndexFlatIP(dim)
-            if torch.cuda.is_available() and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
-                self.index = faiss.index_cpu_to_all_gpus(self.index)
+            self.index = knn.make_faiss_index(dim)
             self.order = []
         else:
             self.feats = torch.empty(n, dim)

@@ -17,7 +17,8 @@ from datasets import imagenet as imagenet_data
 from datasets.cifar100 import DatasetNotFoundError
 from datasets.features import CacheMismatchError, FeatureCache, FeatureWriter
 from engine.checkpoint import CheckpointError, file_sha256
-from engine.features import FOLDER_DATASETS, add_backbone_args, eval_splits, extract, load_backbone, run_folder_of
+from engine.features import (FOLDER_DATASETS, add_backbone_args, eval_splits, extract, load_backbone,
+                             pooled_features, run_folder_of)
 from engine.logging import merge_summary, write_json
 from engine.loops import topk_correct
 from engine.runtime import exit_on_user_error, pick_device, seed_everything
@@ -141,7 +142,7 @@ def main(argv=None):
             source_iter = ((cache.lookup(idx.to(device)), labels_all[idx.to(device)]) for idx in batches)
             n_batches = len(batches)
         else:
-            source_iter = ((extract_one(net, b["image"]), b["label"]) for b in aug_loader)
+            source_iter = ((pooled_features(net, b["image"]), b["label"]) for b in aug_loader)
             n_batches = len(aug_loader)
         total_loss, seen = 0.0, 0
         for feats, labels in tqdm(source_iter, total=n_batches, desc=f"linear epoch {epoch}", leave=False,
@@ -173,12 +174,6 @@ def main(argv=None):
         merge_summary(run, summary)
     print(f"linear top-1 {last['top1']:.2f} (best {best['top1']:.2f}); results written to {save}")
     return summary["linear"]
-
-
-@torch.no_grad()
-def extract_one(net, images):
-    feats, _ = net(images, is_feat=True)
-    return feats[-1].flatten(1).float()
 
 
 @torch.no_grad()

@@ -62,11 +62,10 @@ class FeatureWriter:
         self.written[idx] = True
 
     def close(self):
-        from engine.distributed import all_reduce_sum, barrier
+        from engine.distributed import all_reduce_sum_tensor, barrier
         self.array.flush()
         del self.array
-        written = torch.from_numpy(self.written.astype(np.float64))
-        written = torch.tensor(all_reduce_sum(written.tolist()))   # rows written by any process
+        written = all_reduce_sum_tensor(torch.from_numpy(self.written).to(torch.int32))  # rows written by any process
         barrier()
         if (written == 0).any():
             raise RuntimeError(f"feature cache {self.npy}: {int((written == 0).sum())} rows were never written")

@@ -57,14 +57,19 @@ def unwrap(module):
     return module.module if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else module
 
 
+def all_reduce_sum_tensor(tensor):
+    """Element-wise sum of a tensor over all processes, returned on the tensor's device
+    (identity when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return tensor
+    t = tensor.to("cuda" if dist.get_backend() == "nccl" else "cpu", copy=True)
+    dist.all_reduce(t)
+    return t.to(tensor.device)
+
+
 def all_reduce_sum(values):
     """Sum a list of floats over all processes (identity when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    t = torch.tensor(values, dtype=torch.float64,
-                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t)
-    return t.tolist()
+    return all_reduce_sum_tensor(torch.tensor(values, dtype=torch.float64)).tolist()
 
 
 def average_gradients(parameters):

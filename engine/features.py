@@ -87,14 +87,19 @@ def load_backbone(path, arch=None, fmt="auto", dataset="imagenet"):
 
 
 @torch.no_grad()
+def pooled_features(net, images, amp=False):
+    """The pooled feature (last tap) of a batch, in float32."""
+    from engine.loops import autocast
+    with autocast(images.device, amp):
+        feats, _ = net(images, is_feat=True)
+    return feats[-1].flatten(1).float()
+
+
 def extract(net, loader, amp=False):
     """Yields (dataset indices, pooled features) batch by batch; the model in eval mode."""
-    from engine.loops import autocast
     net.eval()
     for batch in loader:
-        with autocast(batch["image"].device, amp):
-            feats, _ = net(batch["image"], is_feat=True)
-        yield batch["index"], feats[-1].flatten(1).float()
+        yield batch["index"], pooled_features(net, batch["image"], amp)
 
 
 def run_folder_of(checkpoint):

@@ -14,11 +14,17 @@ def faiss_available():
         return False
 
 
-def _faiss_search(train, query, k, use_gpu):
+def make_faiss_index(dim):
+    """Exact inner-product index, cloned to all GPUs when CUDA and a GPU build of FAISS are present."""
     import faiss
-    index = faiss.IndexFlatIP(train.shape[1])
-    if use_gpu and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+    index = faiss.IndexFlatIP(dim)
+    if torch.cuda.is_available() and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
         index = faiss.index_cpu_to_all_gpus(index)
+    return index
+
+
+def _faiss_search(train, query, k):
+    index = make_faiss_index(train.shape[1])
     index.add(train.float().cpu().contiguous().numpy())
     sims, idx = index.search(query.float().cpu().contiguous().numpy(), k)
     return torch.from_numpy(sims), torch.from_numpy(idx).long()
@@ -41,7 +47,7 @@ def search(train, query, k, backend="auto"):
     if backend == "auto":
         backend = "faiss" if faiss_available() else "torch"
     if backend == "faiss":
-        return _faiss_search(train, query, k, use_gpu=torch.cuda.is_available())
+        return _faiss_search(train, query, k)
     if backend == "torch":
         return _torch_search(train, query, k)
     raise ValueError(f"unknown k-NN backend '{backend}'")
