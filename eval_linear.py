@@ -12,19 +12,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from datasets import InMemoryLoader, build_image_sets
-from datasets import imagenet as imagenet_data
-from datasets.cifar100 import DatasetNotFoundError
-from datasets.features import CacheMismatchError, FeatureCache, FeatureWriter
-from engine.checkpoint import CheckpointError, file_sha256
-from engine.features import (FOLDER_DATASETS, add_backbone_args, eval_splits, extract, load_backbone,
-                             pooled_features, run_folder_of)
-from engine.logging import merge_summary, write_json
+from core.checkpoint import save_atomic
+from core.cli import exit_on_user_error, pick_device, seed_everything
+from core.jsonio import merge_summary, write_json
+from core.schedule import parse_milestones, set_lr, step_lr
+from datasets.feature_cache import CacheMismatchError, FeatureCache, FeatureWriter
+from engine.evaluation import add_backbone_args, eval_split, extract, load_backbone, pooled_features, run_folder_of
 from engine.loops import topk_correct
-from engine.runtime import exit_on_user_error, pick_device, seed_everything
-from engine.schedule import parse_milestones, step_lr
-from models import UnknownModelError
-from models.weights import TEACHER_FORMATS
 
 
 def parse_args(argv=None):
@@ -96,45 +90,33 @@ def train_features(net, split, save, source, use_cache):
     return var.float(), mean.float(), None
 
 
-@exit_on_user_error(CheckpointError, DatasetNotFoundError, UnknownModelError)
+@exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
     seed_everything(args.seed)
     device = pick_device(args.device)
-    net, info = load_backbone(args.checkpoint, args.arch, args.format, args.dataset)
-    net = net.to(device).eval()
-    net.requires_grad_(False)
-    spec = TEACHER_FORMATS[info["format"]]
-    train, test = eval_splits(args.dataset, args.data_root, device, args.batch_size, args.image_size, args.workers,
-                              norm=(spec.mean, spec.std))
+    train, test = eval_split(args, "train", device), eval_split(args, "test", device)
+    net, loaded = load_backbone(args.checkpoint, train.norm, device, args.arch, args.format)
     run = run_folder_of(args.checkpoint)
     save = args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)), "linear")
     os.makedirs(save, exist_ok=True)
-    source = {"kind": "backbone", "arch": info["arch"], "format": info["format"],
-              "checkpoint_sha256": file_sha256(args.checkpoint)}
+    source = {"kind": "backbone", "arch": loaded.arch, "format": loaded.format.name,
+              "checkpoint_sha256": loaded.sha256}
     var, mean, cache = train_features(net, train, save, source, args.use_cache)
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     head = linear_head(var, mean, num_classes).to(device)
     optimizer = torch.optim.SGD(head.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
     milestones = parse_milestones(args.lr_schedule)
     generator = torch.Generator().manual_seed(args.seed)
-    if cache is None:
-        if args.dataset in FOLDER_DATASETS:
-            ds = imagenet_data.build_imagefolder(args.data_root, "train",
-                                                 imagenet_data.linear_train_transform(args.image_size), args.dataset)
-            aug_loader = imagenet_data.FolderLoader(ds, args.batch_size, True, device, generator, args.workers,
-                                                    drop_last=False)
-        else:
-            aug_loader = InMemoryLoader(build_image_sets(args.dataset, args.data_root)[0], args.batch_size, True,
-                                        device, generator)
+    if cache is None:   # augmented images through the frozen backbone
+        aug_loader = eval_split(args, "train", device, purpose="probe", generator=generator).loader
     labels_all = train.labels.to(device)
     best = {"top1": -1.0}
     last = None
     log_lines = []
     for epoch in range(1, args.epochs + 1):
         lr = step_lr(args.lr, epoch, milestones)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(optimizer, lr)
         head.train()
         if cache is not None:   # a fresh permutation per epoch, floor(N / B) batches, as the reference
             order = torch.randperm(len(train), generator=generator)
@@ -165,10 +147,10 @@ def main(argv=None):
         log_lines.append(line)
     with open(os.path.join(save, "log.txt"), "a") as f:
         f.write("\n".join(log_lines) + "\n")
-    torch.save({"state_dict": head.state_dict(), "epoch": args.epochs, "best": best, "last": last},
-               os.path.join(save, "linear_head.pth"))
+    save_atomic({"state_dict": head.state_dict(), "epoch": args.epochs, "best": best, "last": last},
+                os.path.join(save, "linear_head.pth"))
     summary = {"linear": {"last": last, "best": best, "dataset": args.dataset, "use_cache": args.use_cache,
-                          "checkpoint": os.path.abspath(args.checkpoint), "arch": info["arch"], "epochs": args.epochs}}
+                          "checkpoint": os.path.abspath(args.checkpoint), "arch": loaded.arch, "epochs": args.epochs}}
     write_json(os.path.join(save, "summary.json"), summary)
     if run:
         merge_summary(run, summary)

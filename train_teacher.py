@@ -1,36 +1,37 @@
 """Train a teacher (plain cross-entropy) with the RepDistiller / SSKD teacher recipe:
 240 epochs, batch 64, SGD lr 0.05 (0.01 for MobileNetV2 / ShuffleV1 / ShuffleV2), momentum 0.9,
-weight decay 5e-4, lr x0.1 after epochs 150, 180 and 210."""
+weight decay 5e-4, lr x0.1 after epochs 150, 180 and 210. The same loop as train_student.py,
+through a distiller without a teacher whose method is plain cross-entropy."""
 import argparse
 import os
 
 import torch
-import torch.nn.functional as F
 
+import datasets
+import losses
 import models
-from datasets import InMemoryLoader, build_image_sets
-from datasets.cifar100 import DatasetNotFoundError
-from engine.checkpoint import CheckpointError
-from engine import distributed
-from engine.fit import Trainer
-from engine.logging import ExistingRunError, RunRecord
-from engine.loops import NonFiniteLossError
-from engine.runtime import (add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device,
-                            seed_everything)
-from engine.schedule import make_schedule, parse_milestones
+from core import distributed
+from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
+from core.schedule import Schedule, parse_milestones
+from engine.distill import Distiller
+from engine.run_folder import RunFolder
+from engine.trainer import Trainer, restart_from_checkpoint
+
+RECIPE = losses.CIFAR_RECIPE
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_args(p)
+    add_data_args(p, [n for n in datasets.NAMES if datasets.in_memory(n)])
     p.add_argument("--arch", "--model", dest="arch", default="resnet32x4", help="model registry name")
-    p.add_argument("--epochs", type=int, default=240)
-    p.add_argument("--batch-size", type=int, default=64, help="global batch (split over torchrun processes)")
+    p.add_argument("--epochs", type=int, default=RECIPE.epochs)
+    p.add_argument("--batch-size", type=int, default=RECIPE.batch_size,
+                   help="global batch (split over torchrun processes)")
     p.add_argument("--lr", type=float, default=None, help="default 0.05, or 0.01 for MobileNetV2/ShuffleV1/ShuffleV2")
-    p.add_argument("--lr-decay-epochs", default="150,180,210")
-    p.add_argument("--lr-decay-rate", type=float, default=0.1)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--lr-decay-epochs", default=",".join(map(str, RECIPE.lr_decay_epochs)))
+    p.add_argument("--lr-decay-rate", type=float, default=RECIPE.lr_decay_rate)
+    p.add_argument("--momentum", type=float, default=RECIPE.momentum)
+    p.add_argument("--weight-decay", type=float, default=RECIPE.weight_decay)
     p.add_argument("--eval-batch-size", type=int, default=256)
     add_run_args(p, default_save_dir="./save/teachers")
     args = p.parse_args(argv)
@@ -41,11 +42,9 @@ def parse_args(argv=None):
     return args
 
 
-@exit_on_user_error(DatasetNotFoundError, models.UnknownModelError, CheckpointError, ExistingRunError,
-                    NonFiniteLossError)
+@exit_on_user_error
 def main(argv=None):
     args = parse_args(argv)
-    # everything that can fail on bad input is checked before the experiment folder is touched
     info, device = distributed.init(pick_device(args.device))
     try:
         return train(args, info, device)
@@ -54,41 +53,35 @@ def main(argv=None):
 
 
 def train(args, info, device):
-    record = RunRecord(os.path.join(args.save_dir, args.name), resume=args.resume, is_main=info.is_main)
+    # everything that can fail on bad input is checked before the experiment folder is touched
+    run = RunFolder(os.path.join(args.save_dir, args.name), args.resume, info.is_main, args.save_every,
+                    not args.no_progress)
     distributed.barrier()   # every process has checked the folder before the first one writes to it
-    batch_size = per_process_batch(args.batch_size, info.world_size)
-    train_set, test_set = build_image_sets(args.dataset, args.data_root, args.download)
+    shard = {"device": device, "rank": info.rank, "world_size": info.world_size}
+    train_split = datasets.build(args.dataset, args.data_root, "train", "train", download=args.download,
+                                 batch_size=per_process_batch(args.batch_size, info.world_size),
+                                 generator=torch.Generator().manual_seed(args.seed), **shard)
+    test_split = datasets.build(args.dataset, args.data_root, "test", "eval", batch_size=args.eval_batch_size, **shard)
     seed_everything(args.seed)
-    model = models.create(args.arch, train_set.num_classes).to(device)
-    net = distributed.wrap(model, info, device, args.sync_bn, args.data_parallel)
-    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
+    model = models.create(args.arch, train_split.num_classes).to(device)
+    distiller = Distiller(model, losses.build("ce", None), amp=args.amp)
+    distiller.parallelize(info, device, args.sync_bn, args.data_parallel)
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay)
-    lr_at, schedule = make_schedule("step", args.lr, parse_milestones(args.lr_decay_epochs),
-                                    args.lr_decay_rate)
-    generator = torch.Generator().manual_seed(args.seed)
-    shard = {"rank": info.rank, "world_size": info.world_size}
-    train_loader = InMemoryLoader(train_set, batch_size, train=True, device=device, generator=generator, **shard)
-    test_loader = InMemoryLoader(test_set, args.eval_batch_size, train=False, device=device, **shard)
-
-    def step(batch):
-        logits = net(batch["image"])
-        return {"ce": F.cross_entropy(logits, batch["label"])}, logits
-
-    meta = {"arch": args.arch, "num_classes": train_set.num_classes, "dataset": args.dataset}
-    trainer = Trainer(record, model, optimizer, lr_at, args.epochs, step, train_loader, test_loader,
-                      meta, schedule, save_every=args.save_every, amp=args.amp,
-                      show_progress=not args.no_progress and info.is_main)
-    if args.resume:
-        trainer.resume()
-    record.open(args, args.seed)
-    record.log(f"teacher {args.arch} on {args.dataset} ({len(train_set)} train / {len(test_set)} test "
-               f"images) on {device} x {info.world_size} process(es); writing to {record.folder}")
+    schedule = Schedule("step", args.lr, args.epochs, tuple(parse_milestones(args.lr_decay_epochs)),
+                        args.lr_decay_rate)
+    run.meta = {"arch": args.arch, "num_classes": train_split.num_classes, "dataset": args.dataset}
+    trainer = Trainer(distiller, optimizer, (train_split.loader, test_split.loader), schedule, run)
+    run.open(args, args.seed)
+    restart_from_checkpoint(run, trainer)
+    run.log(f"teacher {args.arch} on {args.dataset} ({len(train_split)} train / {len(test_split)} test "
+            f"images) on {device} x {info.world_size} process(es); writing to {run.folder}")
     try:
-        summary = trainer.run()
+        summary = trainer.fit()
     finally:
-        record.close()
-    record.log(f"done: last top-1 {summary['last']['top1']:.2f}, best top-1 {summary['best']['top1']:.2f} "
-               f"(epoch {summary['best']['epoch']}); run folder {record.folder}")
+        run.close()
+    run.log(f"done: last top-1 {summary['last']['top1']:.2f}, best top-1 {summary['best']['top1']:.2f} "
+            f"(epoch {summary['best']['epoch']}); run folder {run.folder}")
     return summary
 
 

@@ -18,9 +18,9 @@ sys.path.insert(0, ROOT)
 
 import losses  # noqa: E402
 import models  # noqa: E402
-from datasets import ImageSet, InMemoryLoader, augment  # noqa: E402
-from engine.distill import FrozenTeacher, forward_pair, probe_shapes  # noqa: E402
-from engine.loops import autocast  # noqa: E402
+from datasets import augment  # noqa: E402
+from datasets.memory import ImageSet, InMemoryLoader  # noqa: E402
+from engine.distill import Distiller, FrozenNet, probe_shapes  # noqa: E402
 
 
 def timed(fn, repeat, device):
@@ -64,14 +64,15 @@ def bench_methods(device, methods, student_arch, teacher_arch, batch, repeat, am
     out = {}
     for name in methods:
         student = models.create(student_arch, 100).to(device)
-        teacher = FrozenTeacher(models.create(teacher_arch, 100).to(device))
+        teacher = FrozenNet(models.create(teacher_arch, 100).to(device))
         shape = (3, 32, 32)
-        ctx = losses.Context(probe_shapes(student, shape, device, False), probe_shapes(teacher.net, shape, device, False),
-                             probe_shapes(student, shape, device, True), probe_shapes(teacher.net, shape, device, True),
-                             student_arch, teacher_arch, 100, n, labels, hp={"nce_k": min(4096, n - 10)})
-        method = losses.build(name, ctx, losses.resolve_weights(name)).to(device)
-        params = [p for p in list(student.parameters()) + list(method.parameters()) if p.requires_grad]
-        opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+        ctx = losses.Context(probe_shapes(student, shape, device, False), probe_shapes(teacher, shape, device, False),
+                             probe_shapes(student, shape, device, True), probe_shapes(teacher, shape, device, True),
+                             student_arch, teacher_arch, 100, n, labels)
+        hp = {"nce_k": min(4096, n - 10)} if "nce_k" in {h.name for h in losses.method_class(name).declared_hparams()} else {}
+        method = losses.build(name, ctx, hparams=hp).to(device)
+        distiller = Distiller(student, method, teacher, amp=amp)
+        opt = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01, momentum=0.9)
         scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
         loader = InMemoryLoader(data, batch, True, device, views=method.views)
         batches = iter(loader)
@@ -83,16 +84,14 @@ def bench_methods(device, methods, student_arch, teacher_arch, batch, repeat, am
             except StopIteration:
                 state["it"] = iter(loader)
                 b = next(state["it"])
-            with autocast(device, amp):
-                s, t = forward_pair(student, teacher, b, method.preact)
-                loss = sum(method(s, t, b).values())
+            terms, _ = distiller(b, 1)
+            loss = sum(terms.values())
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
 
-        student.train()
-        method.train()
+        distiller.train()
         seconds = timed(step, repeat, device)
         out[name] = {"steps_per_s": 1 / seconds, "images_per_s": batch / seconds}
         if device.type == "cuda":

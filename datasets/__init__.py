@@ -1,5 +1,106 @@
-"""Datasets. In-memory image datasets (CIFAR-100, digits) are held as one uint8 tensor and
-augmented in batches on the training device; every batch carries the samples' dataset indices."""
-from .memory import ImageSet, InMemoryLoader, build_image_sets
+"""Data sets behind one entry point: `build(name, root, split, purpose, views, ...)` returns a
+`Split` whose loader yields batches of dicts {'image', 'label', 'index'} (plus 'image_t', a
+separate teacher view, for SimReg pairs) on the training device, whatever the storage:
 
-__all__ = ["ImageSet", "InMemoryLoader", "build_image_sets"]
+- in memory (CIFAR-100 from torchvision's pickles, the embedded digits): one uint8 tensor,
+  augmented in batches on the device from draws of one checkpointed generator;
+- image folders (ImageNet, ImageNet-100): torchvision ImageFolders decoded by worker processes.
+
+`purpose` says what the batches are for: 'train' (the training augmentation of `views`), 'eval'
+(no augmentation; centre crops for folders; in order) or 'probe' (the linear probe's training
+augmentation). Every image is normalised with its data set's constants; a network trained with
+other constants gets a `models.common.Renormalize` in front of it."""
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+from . import imagenet
+from .errors import DatasetError, DatasetNotFoundError
+from .feature_cache import dataset_identity, image_set_identity
+from .memory import IN_MEMORY, ImageSet, InMemoryLoader, load_image_sets
+
+NAMES = ("cifar100", "digits", "imagenet", "imagenet100")
+PURPOSES = ("train", "eval", "probe")
+VIEWS = ("plain", "rotations", "pair")
+
+
+def in_memory(name):
+    return name in IN_MEMORY
+
+
+@dataclass(eq=False)
+class Split:
+    """One split of a data set: its loader and what a model, a method or a cache needs to know."""
+    dataset: str
+    split: str             # 'train', or the held-out split's own name ('test' in memory, 'val' for folders)
+    loader: object         # iterable of batch dicts; .generator, set_epoch(epoch), len()
+    labels: torch.Tensor   # CPU int64, in dataset order
+    num_classes: int
+    image_shape: tuple
+    mean: tuple
+    std: tuple
+    crop: str              # what the images are: 'augmented', 'full' or the centre crop
+    source: object         # the ImageSet or ImageFolder behind the loader
+
+    def __len__(self):
+        return len(self.labels)
+
+    @property
+    def norm(self):
+        return (tuple(self.mean), tuple(self.std))
+
+    @cached_property
+    def names(self):
+        """A name per row (file names for folders), in dataset order."""
+        if isinstance(self.source, ImageSet):
+            return [f"{self.split}/{i:06d}" for i in range(len(self.source))]
+        return self.source.file_names()
+
+    @cached_property
+    def identity(self):
+        """What makes two data sets the same for a feature cache."""
+        if isinstance(self.source, ImageSet):
+            return image_set_identity(self.source, self.split)[0]
+        return dataset_identity(self.dataset, self.split, self.names)
+
+
+def build(name, root=None, split="train", purpose="eval", views="plain", *, batch_size=256, device="cpu",
+          generator=None, rank=0, world_size=1, download=False, image_size=224, workers=8, aug="weak_weak",
+          single_aug=True):
+    """The `split` ('train', or 'test' / 'val' for the held-out one) of data set `name` as a Split.
+    Training batches come in the order and with the augmentation drawn from `generator`; under
+    torchrun every rank takes its share (`rank`, `world_size`)."""
+    if name not in NAMES:
+        raise DatasetError(f"unknown dataset '{name}'; choose from {', '.join(NAMES)}")
+    if purpose not in PURPOSES or views not in VIEWS:
+        raise ValueError(f"purpose {purpose!r} / views {views!r}: choose from {PURPOSES} / {VIEWS}")
+    train = split == "train"
+    shuffled = purpose != "eval"
+    shard = {"rank": rank, "world_size": world_size}
+    if in_memory(name):
+        image_set = load_image_sets(name, root, download)[0 if train else 1]
+        loader = InMemoryLoader(image_set, batch_size, shuffled, device, generator,
+                                views=views if purpose != "probe" else "plain", **shard)
+        return Split(name, "train" if train else "test", loader, image_set.labels, image_set.num_classes,
+                     tuple(image_set.images.shape[1:]), image_set.mean, image_set.std,
+                     "augmented" if shuffled else "full", image_set)
+    if views == "rotations":
+        raise DatasetError("SSKD's rotated views are implemented for the in-memory data sets (cifar100, digits)")
+    if purpose == "train":
+        transform = (imagenet.simreg_views(aug, single_aug, image_size) if views == "pair"
+                     else imagenet.weak_transform(image_size))
+    elif purpose == "probe":
+        transform = imagenet.linear_train_transform(image_size)
+    else:
+        transform = imagenet.eval_transform(image_size)
+    folder = imagenet.build_imagefolder(root, "train" if train else "val", transform, name)
+    loader = imagenet.FolderLoader(folder, batch_size, shuffled, device, generator, workers,
+                                   drop_last=purpose == "train", **shard)
+    crop = "augmented" if shuffled else f"resize{round(image_size * 256 / 224)}_center{image_size}"
+    return Split(name, "train" if train else "val", loader, torch.tensor(folder.targets), len(folder.classes),
+                 (3, image_size, image_size), imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD, crop, folder)
+
+
+__all__ = ["NAMES", "DatasetError", "DatasetNotFoundError", "ImageSet", "InMemoryLoader", "Split", "build",
+           "in_memory", "load_image_sets"]

@@ -8,11 +8,9 @@ import pickle
 import numpy as np
 import torch
 
+from .errors import DatasetNotFoundError
+
 FOLDER = "cifar-100-python"
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    pass
 
 
 def download(root):

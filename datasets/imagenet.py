@@ -1,5 +1,5 @@
 """ImageNet (and ImageNet-100) as torchvision ImageFolders `<root>/train` and `<root>/val`, with
-SimReg's augmentations and view pairing (spec/simreg.md §2.4) and a loader of dict batches."""
+SimReg's augmentations and view pairing and a loader of dict batches."""
 import os
 import random
 
@@ -9,12 +9,12 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sequ
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
-from .cifar100 import DatasetNotFoundError
+from .errors import DatasetNotFoundError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 # SimReg's ImageNet-100: original class indices (sorted-wnid order) picked by
-# np.random.seed(1234); np.random.permutation(1000)[:100], sorted (spec/simreg.md §2.11)
+# np.random.seed(1234); np.random.permutation(1000)[:100], sorted
 IMAGENET100_INDICES = (
     21, 29, 40, 60, 78, 89, 99, 108, 112, 118, 122, 124, 128, 143, 155, 166, 175, 188, 192, 202, 206, 219,
     241, 266, 270, 287, 319, 339, 341, 347, 361, 363, 369, 382, 386, 406, 416, 428, 438, 443, 444, 466,

@@ -1,4 +1,5 @@
 """In-memory image datasets and their batch loader."""
+import functools
 import math
 from dataclasses import dataclass
 
@@ -6,7 +7,7 @@ import torch
 
 from . import augment, cifar100, digits
 
-DATASETS = ("cifar100", "digits")
+IN_MEMORY = ("cifar100", "digits")
 
 
 @dataclass
@@ -23,8 +24,10 @@ class ImageSet:
         return len(self.labels)
 
 
-def build_image_sets(dataset, data_root=None, download=False):
-    """(train, test) ImageSets of `dataset` ('cifar100' or 'digits')."""
+@functools.lru_cache(maxsize=4)
+def load_image_sets(dataset, data_root=None, download=False):
+    """(train, test) ImageSets of `dataset` ('cifar100' or 'digits'), read once per process (the
+    tensors are never modified, so every loader shares them)."""
     if dataset == "cifar100":
         if download:
             cifar100.download(data_root)
@@ -37,7 +40,7 @@ def build_image_sets(dataset, data_root=None, download=False):
         mean, std = (gray.mean().item(),) * 3, (gray.std().item(),) * 3
         n_cls = digits.NUM_CLASSES
     else:
-        raise ValueError(f"unknown dataset '{dataset}'; choose from {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset '{dataset}'; choose from {', '.join(IN_MEMORY)}")
     return (ImageSet(dataset, train[0], train[1], n_cls, mean, std),
             ImageSet(dataset, test[0], test[1], n_cls, mean, std))
 

@@ -1,31 +1,18 @@
-"""Training and evaluation loops shared by every script. A training step is a callable
-`step(batch) -> (terms, logits)` where `terms` is a dict of named, already-weighted loss tensors;
-the loop sums them, logs each, and never knows which method produced them."""
-import contextlib
-
+"""The training epoch and the evaluation pass shared by every script. A training step is one call
+of the Distiller, `distiller(batch, epoch) -> (terms, logits)`, where `terms` is a dict of named,
+already-weighted loss tensors: the loop sums them, logs each, and never knows which method
+produced them."""
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from engine.distributed import all_reduce_sum
+from core.distributed import all_reduce_sum
+from core.errors import UserError
+from core.precision import autocast
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     pass
-
-
-def autocast(device, enabled):
-    """Mixed precision on CUDA (float16); a no-op elsewhere or when disabled."""
-    if enabled and torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
-def make_grad_scaler(device, enabled):
-    enabled = enabled and torch.device(device).type == "cuda"
-    if hasattr(torch, "amp") and hasattr(torch.amp, "GradScaler"):
-        return torch.amp.GradScaler("cuda", enabled=enabled)
-    return torch.cuda.amp.GradScaler(enabled=enabled)  # torch < 2.3
 
 
 def topk_correct(logits, target, ks=(1, 5)):
@@ -37,52 +24,43 @@ def topk_correct(logits, target, ks=(1, 5)):
 
 
 @torch.no_grad()
-def evaluate(model, loader, amp=False, forward=None):
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy over the whole loader (summed over
-    processes when the loader is sharded)."""
-    was_training = model.training
-    model.eval()
-    forward = forward or model
+def evaluate(classify, loader, amp=False):
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy of `classify(images) -> logits` over the
+    whole loader (summed over processes when the loader is sharded); the caller sets eval mode."""
     correct1 = correct5 = loss_sum = 0.0
     n = 0
     for batch in loader:
         with autocast(batch["image"].device, amp):
-            logits = forward(batch["image"]).float()
+            logits = classify(batch["image"]).float()
         c1, c5 = topk_correct(logits, batch["label"])
         correct1 += c1.item()
         correct5 += c5.item()
         loss_sum += F.cross_entropy(logits, batch["label"], reduction="sum").item()
         n += len(batch["label"])
-    model.train(was_training)
     correct1, correct5, loss_sum, n = all_reduce_sum([correct1, correct5, loss_sum, float(n)])
     return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n}
 
 
-def train_one_epoch(step, loader, optimizer, epoch, amp=False, scaler=None, check_every=20,
-                    desc="train", show_progress=True, before_step=None):
+def train_one_epoch(distiller, loader, optimizer, epoch, scaler=None, check_every=20, desc="train",
+                    show_progress=True):
     """One pass over `loader`. Loss terms are accumulated on the device and checked for NaN/inf
     every `check_every` steps (fewer host syncs); a non-finite loss raises NonFiniteLossError
     before the epoch's checkpoint is written, so nothing saved is affected."""
     sums, count, correct1 = {}, 0, None
-    device = None
     bar = tqdm(loader, desc=f"{desc} epoch {epoch}", leave=False, disable=not show_progress,
                dynamic_ncols=True)
     for it, batch in enumerate(bar, 1):
-        device = batch["image"].device
-        with autocast(device, amp):
-            terms, logits = step(batch)
+        terms, logits = distiller(batch, epoch)
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None and scaler.is_enabled():
             scaler.scale(loss).backward()
-            if before_step is not None:
-                before_step()
+            distiller.sync_gradients()
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
-            if before_step is not None:
-                before_step()
+            distiller.sync_gradients()
             optimizer.step()
         bs = len(batch["label"])
         count += bs

@@ -3,9 +3,10 @@ feat[1:-1], training a connector and the student's feature modules; afterwards t
 with CE (plus KD if alpha > 0) and the connector is unused, exactly as the reference."""
 import torch.nn as nn
 
-from engine.schedule import make_schedule
+from core.schedule import Schedule
+
 from .adaptors import ConvReg
-from .base import InitPhase, Method, Weights
+from .base import INIT_EPOCHS, InitPhase, LossWeights, Method
 
 
 def ab_terms(feats_s, feats_t, margin=1.0):
@@ -36,33 +37,19 @@ class Connector(nn.Module):
 class AB(Method):
     name = "abound"
     preact = True  # also in phase 2, as the reference (WRN students re-run BNs there)
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=1.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=1.0)
     distills_in_main_phase = False
+    hparams = (INIT_EPOCHS,)
 
-    def __init__(self, ctx, weights):
-        super().__init__(ctx, weights)
+    def __init__(self, ctx, weights=None, hp=None):
+        super().__init__(ctx, weights, hp)
         self.margin = 1.0
         self.connector = Connector(ctx.s_shapes_pre[1:-1], ctx.t_shapes_pre[1:-1])
-        self.connector.requires_grad_(False)  # trained in the init phase only
+        self.connector.requires_grad_(False)  # trained in the init phase only, then unused (in eval)
 
     def init_loss(self, s, t, batch):
         return {"ab": sum(ab_terms(self.connector(s.feats[1:-1]), t.feats[1:-1], self.margin))}
 
     def init_phase(self, student, ctx):
-        feat_modules = student.get_feat_modules()
-        lr_at, _ = make_schedule("constant", ctx.get("lr", 0.05))
-
-        def on_end():
-            self.connector.requires_grad_(False)
-            self.connector.eval()
-
-        self.connector.requires_grad_(True)
-        return InitPhase("abound", int(ctx.get("init_epochs", 30)), lr_at,
-                         list(self.connector.parameters()) + list(feat_modules.parameters()),
-                         self.init_loss, student_train_modules=[feat_modules],
-                         aux_modules=[self.connector], on_end=on_end)
-
-    def train(self, mode=True):
-        super().train(mode)
-        self.connector.eval()  # unused after the init phase; kept in eval like the reference
-        return self
+        return InitPhase("abound", Schedule("constant", ctx.lr, self.hp["init_epochs"]),
+                         [self.connector, student.get_feat_modules()], self.init_loss)

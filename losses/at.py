@@ -1,7 +1,7 @@
 """AT (attention transfer, p = 2) on the intermediate maps feat[1:-1]."""
 import torch.nn.functional as F
 
-from .base import Method, Weights, pool_to_smaller
+from .base import Method, LossWeights, pool_to_smaller
 
 
 def attention_map(f, p=2):
@@ -18,7 +18,7 @@ def attention_terms(feats_s, feats_t, p=2):
 
 class AT(Method):
     name = "attention"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=1000.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=1000.0)
 
-    def distill_loss(self, s, t, batch):
+    def distill_loss(self, s, t, batch, epoch):
         return sum(attention_terms(s.feats[1:-1], t.feats[1:-1]))

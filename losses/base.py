@@ -1,30 +1,80 @@
-"""What every distillation method shares: the output container, the context a method is built
-from, the CE + KD terms, the init-phase description, and the method base class.
+"""What every distillation method shares: the context a method is built from, its declared
+hyper-parameters and recipe, the loss coefficients, the CE + KD terms, the init-phase description,
+and the method base class.
 
 A method is an nn.Module that owns its adaptors and returns a dict of named, already-weighted loss
-terms; the training loop sums the dict and never branches on a method's name. A method declares
-what it needs: `preact` (feature taps before the last ReLU), `views` ('plain' images or SSKD's
-'rotations'), and optionally an init phase that the loop runs before the main schedule.
+terms for a batch and an epoch; the training loop sums the dict and never branches on a method's
+name. A method declares what it needs: `preact` (feature taps before the last ReLU), `views`
+('plain' images, SSKD's 'rotations', SimReg's 'pair'), its hyper-parameters with their defaults
+(`hparams`, each once), its recipe where it differs from the CIFAR one, and optionally an init
+phase that runs before the main schedule.
 """
-from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, List, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.errors import UserError
+from core.schedule import Schedule, parse_milestones
+
+
+class MethodError(UserError, ValueError):
+    """A method that cannot be built for the given architectures or arguments."""
+
+
+@dataclass(frozen=True)
+class HParam:
+    """One hyper-parameter of a method: its flag is `--<name with dashes>` (`kd_T` -> `--kd-T`),
+    its value a `kind` ('int', 'float', 'str', 'flag' (store_true) or 'ints' (comma list))."""
+    name: str
+    default: Any
+    help: str = ""
+    kind: str = "float"
+    choices: Optional[tuple] = None
+
+    @property
+    def flag(self):
+        return "--" + self.name.replace("_", "-")
+
+    def parse(self, value):
+        if self.kind == "ints":
+            return tuple(parse_milestones(value))
+        return {"int": int, "float": float, "str": str, "flag": bool}[self.kind](value)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Optimisation defaults of a method's runs (RepDistiller's CIFAR recipe unless overridden);
+    `lr` None means the architecture's reference lr (0.05, or 0.01 for MobileNetV2 / ShuffleNets)."""
+    epochs: int = 240
+    batch_size: int = 64
+    lr: Optional[float] = None
+    schedule: str = "step"
+    lr_decay_epochs: tuple = (150, 180, 210)
+    lr_decay_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    save_every: int = 40
+
+
+CIFAR_RECIPE = Recipe()
+
 
 @dataclass
-class Outputs:
-    """A network's outputs for one batch: the tap list of `forward(x, is_feat=True)` and the logits."""
-    feats: list
-    logits: torch.Tensor
+class LossWeights:
+    """The loss coefficients: total = ce * CE + kd * KD + distill * L_method."""
+    ce: float       # gamma, -r
+    kd: float       # alpha, -a
+    distill: float  # beta, -b
 
 
 @dataclass
 class Context:
-    """Everything a method may need at construction time. Tap shapes come from a probe forward
-    pass (batch of 2, both networks in eval mode), as in the reference."""
+    """Everything a method may need at construction time besides its hyper-parameters. Tap shapes
+    come from a probe forward pass (batch of 2, both networks in eval mode), as in the reference;
+    `lr`, `seed` and `epochs` are the run's."""
     s_shapes: list
     t_shapes: list
     s_shapes_pre: list
@@ -34,37 +84,28 @@ class Context:
     num_classes: int
     n_data: int = 0
     train_labels: Optional[torch.Tensor] = None
-    hp: dict = field(default_factory=dict)
-
-    def get(self, key, default):
-        value = self.hp.get(key)
-        return default if value is None else value
-
-
-@dataclass
-class Weights:
-    ce: float   # gamma, -r
-    kd: float   # alpha, -a
-    distill: float  # beta, -b
+    lr: float = 0.05
+    seed: int = 0
+    epochs: int = 240
 
 
 @dataclass
 class InitPhase:
-    """A pre-training stage run before the main schedule (AB, FT, FSP; SSKD's teacher head).
-    `loss(s, t, batch)` returns a dict of terms; `s` is None when the student is not run.
-    `student_train_modules` are put in train mode after the student is put in eval mode (the
-    reference's behaviour); `aux_modules` are put in train mode."""
+    """A pre-training stage run before the main schedule (AB, FT, FSP; SSKD's teacher head): a
+    fresh SGD over the parameters of `trains` under `schedule`, with `loss(s, t, batch)` (a dict of
+    terms; `s` is None when the student is not run). During the phase the student is in eval mode
+    except its modules listed in `trains`; the method's modules listed in `trains` are trainable
+    only during the phase (frozen before and after)."""
     name: str
-    epochs: int
-    lr_at: Callable[[int], float]
-    parameters: List[torch.nn.Parameter]
+    schedule: Schedule
+    trains: List[nn.Module]
     loss: Callable
     run_student: bool = True
-    student_train_modules: List[nn.Module] = field(default_factory=list)
-    aux_modules: List[nn.Module] = field(default_factory=list)
     views: str = "plain"
     evaluate: Optional[Callable] = None   # (teacher, test_loader) -> dict of metrics, logged per epoch
-    on_end: Optional[Callable] = None
+
+    def parameters(self):
+        return [p for m in self.trains for p in m.parameters()]
 
 
 def kd_loss(logits_s, logits_t, T):
@@ -84,8 +125,7 @@ def pool_to_smaller(f_s, f_t):
     return f_s, f_t
 
 
-class MethodError(ValueError):
-    """A method that cannot be built for the given architectures or arguments."""
+INIT_EPOCHS = HParam("init_epochs", 30, "init-phase epochs", "int")
 
 
 class Method(nn.Module):
@@ -93,27 +133,47 @@ class Method(nn.Module):
     preact = False
     views = "plain"
     # RepDistiller's README / scripts command line: gamma (CE), alpha (KD), beta (method)
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=0.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=0.0)
     distills_in_main_phase = True
     trains_classifier = True   # the student's logits are scored on the test set every epoch
+    recipe = CIFAR_RECIPE
+    # this class's own hyper-parameters; a subclass adds its own (see `declared_hparams`)
+    hparams = (HParam("kd_T", 4.0, "KD temperature"),)
 
-    def __init__(self, ctx, weights):
+    def __init__(self, ctx, weights=None, hp=None):
         super().__init__()
-        self.w = weights
-        self.kd_T = ctx.get("kd_T", 4.0)
+        self.w = weights if weights is not None else replace(self.standard_weights)
+        self.hp = self.resolve_hparams(hp)
+        self.kd_T = self.hp["kd_T"]
 
-    def distill_loss(self, s, t, batch):
+    @classmethod
+    def declared_hparams(cls):
+        """Every hyper-parameter of the method, its base classes' first, each name once."""
+        out = {}
+        for klass in reversed(cls.__mro__):
+            for h in vars(klass).get("hparams", ()):
+                out[h.name] = h
+        return tuple(out.values())
+
+    @classmethod
+    def resolve_hparams(cls, values=None):
+        """{name: value} for every declared hyper-parameter: the given value where not None,
+        else the declared default."""
+        values = values or {}
+        return {h.name: h.default if values.get(h.name) is None else values[h.name] for h in cls.declared_hparams()}
+
+    def distill_loss(self, s, t, batch, epoch):
         """The method's own loss L, unweighted (the value the reference returns)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} computes no main-phase loss")
 
-    def forward(self, s, t, batch):
+    def forward(self, s, t, batch, epoch):
         terms = {}
         if self.w.ce:
             terms["ce"] = self.w.ce * F.cross_entropy(s.logits, batch["label"])
         if self.w.kd:
             terms["kd"] = self.w.kd * kd_loss(s.logits, t.logits, self.kd_T)
         if self.w.distill and self.distills_in_main_phase:
-            terms[self.name] = self.w.distill * self.distill_loss(s, t, batch)
+            terms[self.name] = self.w.distill * self.distill_loss(s, t, batch, epoch)
         return terms
 
     def init_phase(self, student, ctx):

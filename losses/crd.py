@@ -10,8 +10,9 @@ import math
 import torch
 import torch.nn as nn
 
-from engine.distributed import all_gather_cat, all_reduce_mean
-from .base import Method, MethodError, Weights
+from core.distributed import all_gather_cat, all_reduce_mean
+
+from .base import HParam, LossWeights, Method, MethodError
 
 
 class Embed(nn.Module):
@@ -86,24 +87,28 @@ def sample_negatives(index, labels, k, generator):
 
 class CRD(Method):
     name = "crd"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=0.8)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=0.8)
+    hparams = (HParam("feat_dim", 128, "embedding width", "int"),
+               HParam("nce_k", 16384, "negatives per sample", "int"),
+               HParam("nce_t", 0.07, "temperature"),
+               HParam("nce_m", 0.5, "memory momentum"))
 
-    def __init__(self, ctx, weights):
-        super().__init__(ctx, weights)
+    def __init__(self, ctx, weights=None, hp=None):
+        super().__init__(ctx, weights, hp)
         if ctx.train_labels is None:
             raise MethodError("CRD needs the training labels (class-aware negatives)")
         self.n_data = ctx.n_data
-        self.k = int(ctx.get("nce_k", 16384))
+        self.k = self.hp["nce_k"]
         min_pool = min(int((ctx.train_labels != c).sum()) for c in ctx.train_labels.unique())
         if self.k > min_pool:
             raise MethodError(f"--nce-k {self.k} exceeds the {min_pool} samples of other classes available; "
                               f"lower --nce-k")
-        dim = int(ctx.get("feat_dim", 128))
+        dim = self.hp["feat_dim"]
         self.embed_s = Embed(ctx.s_shapes[-1][1], dim)
         self.embed_t = Embed(ctx.t_shapes[-1][1], dim)
-        self.contrast = ContrastMemory(dim, self.n_data, self.k, ctx.get("nce_t", 0.07), ctx.get("nce_m", 0.5))
+        self.contrast = ContrastMemory(dim, self.n_data, self.k, self.hp["nce_t"], self.hp["nce_m"])
         self.register_buffer("labels", ctx.train_labels.clone())
-        self.generator = torch.Generator().manual_seed(int(ctx.get("seed", 0)) + 1)
+        self.generator = torch.Generator().manual_seed(ctx.seed + 1)
 
     def scores(self, f_s, f_t, index, contrast_idx):
         return self.contrast(self.embed_s(f_s), self.embed_t(f_t), index, contrast_idx)
@@ -112,7 +117,7 @@ class CRD(Method):
         out_s, out_t = self.scores(f_s, f_t, index, contrast_idx)
         return contrast_loss(out_s, self.n_data) + contrast_loss(out_t, self.n_data)
 
-    def distill_loss(self, s, t, batch):
+    def distill_loss(self, s, t, batch, epoch):
         contrast_idx = sample_negatives(batch["index"], self.labels, self.k, self.generator)
         return self.crd_loss(s.feats[-1], t.feats[-1], batch["index"], contrast_idx)
 

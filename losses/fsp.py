@@ -1,8 +1,9 @@
 """FSP (flow of solution procedure): distils only in a 30-epoch init phase on feat[:-1], training
 the student's feature modules; afterwards CE only (plus KD if alpha > 0), as the reference.
 Needs equal channel counts at every tap."""
-from engine.schedule import make_schedule
-from .base import InitPhase, Method, MethodError, Weights, pool_to_smaller
+from core.schedule import Schedule
+
+from .base import INIT_EPOCHS, InitPhase, LossWeights, Method, MethodError, pool_to_smaller
 
 
 def fsp_matrices(feats):
@@ -21,11 +22,12 @@ def fsp_terms(feats_s, feats_t):
 
 class FSP(Method):
     name = "fsp"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=50.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=50.0)
     distills_in_main_phase = False
+    hparams = (INIT_EPOCHS,)
 
-    def __init__(self, ctx, weights):
-        super().__init__(ctx, weights)
+    def __init__(self, ctx, weights=None, hp=None):
+        super().__init__(ctx, weights, hp)
         s_ch = [s[1] for s in ctx.s_shapes[:-1]]
         t_ch = [t[1] for t in ctx.t_shapes[:-1]]
         if len(s_ch) != len(t_ch) or s_ch != t_ch:
@@ -36,7 +38,5 @@ class FSP(Method):
         return {"fsp": sum(fsp_terms(s.feats[:-1], t.feats[:-1]))}
 
     def init_phase(self, student, ctx):
-        feat_modules = student.get_feat_modules()
-        lr_at, _ = make_schedule("constant", ctx.get("lr", 0.05))
-        return InitPhase("fsp", int(ctx.get("init_epochs", 30)), lr_at, list(feat_modules.parameters()),
-                         self.init_loss, student_train_modules=[feat_modules])
+        return InitPhase("fsp", Schedule("constant", ctx.lr, self.hp["init_epochs"]), [student.get_feat_modules()],
+                         self.init_loss)

@@ -4,8 +4,9 @@ mean between AT-style spatial 'factor' maps of translator output and paraphraser
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.schedule import make_schedule
-from .base import InitPhase, Method, Weights, pool_to_smaller
+from core.schedule import Schedule
+
+from .base import INIT_EPOCHS, InitPhase, LossWeights, Method, pool_to_smaller
 
 
 class Paraphraser(nn.Module):
@@ -60,15 +61,16 @@ _FT_LOW_INIT_LR = ("resnet8", "resnet14", "resnet20", "resnet32", "resnet44", "r
 
 class FT(Method):
     name = "factor"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=200.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=200.0)
+    hparams = (INIT_EPOCHS,)
 
-    def __init__(self, ctx, weights):
-        super().__init__(ctx, weights)
+    def __init__(self, ctx, weights=None, hp=None):
+        super().__init__(ctx, weights, hp)
         self.paraphraser = Paraphraser(ctx.t_shapes[-2])
         self.translator = Translator(ctx.s_shapes[-2], ctx.t_shapes[-2])
         self.paraphraser.requires_grad_(False)  # frozen outside its init phase
 
-    def distill_loss(self, s, t, batch):
+    def distill_loss(self, s, t, batch, epoch):
         code_t, _ = self.paraphraser(t.feats[-2])
         return factor_loss(self.translator(s.feats[-2]), code_t.detach())
 
@@ -78,19 +80,6 @@ class FT(Method):
         return {"paraphraser_mse": F.mse_loss(reconstruction, f_t)}
 
     def init_phase(self, student, ctx):
-        lr = 0.01 if ctx.student_arch in _FT_LOW_INIT_LR else ctx.get("lr", 0.05)
-        lr_at, _ = make_schedule("constant", lr)
-
-        def on_end():
-            self.paraphraser.requires_grad_(False)
-            self.paraphraser.eval()
-
-        self.paraphraser.requires_grad_(True)
-        return InitPhase("factor", int(ctx.get("init_epochs", 30)), lr_at, list(self.paraphraser.parameters()),
-                         self.init_loss, run_student=False, aux_modules=[self.paraphraser], on_end=on_end)
-
-    def train(self, mode=True):
-        super().train(mode)
-        if not any(p.requires_grad for p in self.paraphraser.parameters()):
-            self.paraphraser.eval()
-        return self
+        lr = 0.01 if ctx.student_arch in _FT_LOW_INIT_LR else ctx.lr
+        return InitPhase("factor", Schedule("constant", lr, self.hp["init_epochs"]), [self.paraphraser],
+                         self.init_loss, run_student=False)

@@ -4,7 +4,7 @@ and an RBF comparison between consecutive layers. Depends on the SVD backend's s
 import torch
 import torch.nn.functional as F
 
-from .base import Method, MethodError, Weights
+from .base import Method, MethodError, LossWeights
 
 
 def _finite(x):
@@ -46,15 +46,15 @@ def kdsvd_terms(feats_s, feats_t, k=1):
 
 class KDSVD(Method):
     name = "kdsvd"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=1.0)  # no reference value: pass -b
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=1.0)  # no reference value: pass -b
 
-    def __init__(self, ctx, weights):
-        super().__init__(ctx, weights)
+    def __init__(self, ctx, weights=None, hp=None):
+        super().__init__(ctx, weights, hp)
         s_ch = [s[1] for s in ctx.s_shapes[1:-1]]
         t_ch = [t[1] for t in ctx.t_shapes[1:-1]]
         if s_ch != t_ch:
             raise MethodError(f"KDSVD needs equal channel counts: {ctx.student_arch} {s_ch} vs "
                               f"{ctx.teacher_arch} {t_ch}")
 
-    def distill_loss(self, s, t, batch):
+    def distill_loss(self, s, t, batch, epoch):
         return sum(kdsvd_terms(s.feats[1:-1], t.feats[1:-1]))

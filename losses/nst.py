@@ -2,7 +2,7 @@
 between channel-wise L2-normalised spatial activations."""
 import torch.nn.functional as F
 
-from .base import Method, Weights, pool_to_smaller
+from .base import Method, LossWeights, pool_to_smaller
 
 
 def _poly_kernel_mean(a, b):
@@ -22,7 +22,7 @@ def nst_terms(feats_s, feats_t):
 
 class NST(Method):
     name = "nst"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=50.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=50.0)
 
-    def distill_loss(self, s, t, batch):
+    def distill_loss(self, s, t, batch, epoch):
         return sum(nst_terms(s.feats[1:-1], t.feats[1:-1]))

@@ -2,7 +2,7 @@
 conditional distributions, mean over all B^2 entries."""
 import torch
 
-from .base import Method, Weights
+from .base import Method, LossWeights
 
 
 def _conditional(x, eps):
@@ -19,7 +19,7 @@ def pkt_loss(f_s, f_t, eps=1e-7):
 
 class PKT(Method):
     name = "pkt"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=30000.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=30000.0)
 
-    def distill_loss(self, s, t, batch):
+    def distill_loss(self, s, t, batch, epoch):
         return pkt_loss(s.feats[-1], t.feats[-1])

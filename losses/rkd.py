@@ -3,7 +3,7 @@ SmoothL1 means over all pairs / triplets (diagonal and degenerate entries includ
 import torch
 import torch.nn.functional as F
 
-from .base import Method, Weights
+from .base import Method, LossWeights
 
 
 def pairwise_distance(e, eps=1e-12):
@@ -33,7 +33,7 @@ def rkd_loss(f_s, f_t, w_dist=25.0, w_angle=50.0):
 
 class RKD(Method):
     name = "rkd"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=1.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=1.0)
 
-    def distill_loss(self, s, t, batch):
+    def distill_loss(self, s, t, batch, epoch):
         return rkd_loss(s.feats[-1], t.feats[-1])

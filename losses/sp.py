@@ -1,7 +1,7 @@
 """SP (similarity-preserving) on feat[-2]: row-normalised batch Gram matrices."""
 import torch.nn.functional as F
 
-from .base import Method, Weights
+from .base import Method, LossWeights
 
 
 def similarity_loss(f_s, f_t):
@@ -13,7 +13,7 @@ def similarity_loss(f_s, f_t):
 
 class SP(Method):
     name = "similarity"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=3000.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=3000.0)
 
-    def distill_loss(self, s, t, batch):
+    def distill_loss(self, s, t, batch, epoch):
         return similarity_loss(s.feats[-2], t.feats[-2])

@@ -2,7 +2,7 @@
 
 Each image comes as 4 views (rotations by 0/90/180/270 degrees; row 4b + r); 'nor' rows are the
 upright views, 'aug' rows the three rotated ones (ordered b0r1, b0r2, b0r3, b1r1, ...). Terms:
-  ce  CE on the upright views                       weight --ce-weight / -r (0.1)
+  ce  CE on the upright views                       weight -r (0.1)
   kd  T^2 KL on the upright views (T = 4)           weight -a (0.9)
   tf  T^2 KL on the kept rotated views (T = 4)      weight --tf-weight (2.7)
   ss  T^2 KL between the rows of the rotated-vs-upright cosine matrices of student and teacher
@@ -17,8 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.schedule import make_schedule
-from .base import InitPhase, Method, Weights
+from core.schedule import Schedule
+
+from .base import HParam, InitPhase, LossWeights, Method
 
 
 def projection_head(dim):
@@ -89,19 +90,26 @@ def head_pretrain_loss(rep_t):
 class SSKD(Method):
     name = "sskd"
     views = "rotations"
-    standard_weights = Weights(ce=0.1, kd=0.9, distill=1.0)
+    standard_weights = LossWeights(ce=0.1, kd=0.9, distill=1.0)
+    hparams = (HParam("tf_T", 4.0, "temperature of the rotated-view KD term (tf)"),
+               HParam("ss_T", 0.5, "temperature of the contrastive rotation term (ss)"),
+               HParam("ratio_tf", 1.0, "fraction of the teacher's wrong rotated views kept for tf"),
+               HParam("ratio_ss", 0.75, "fraction of the teacher's wrong rows kept for ss"),
+               HParam("tf_weight", 2.7, "weight of tf (times -b)"),
+               HParam("ss_weight", 10.0, "weight of ss (times -b)"),
+               HParam("t_epochs", 60, "teacher projection-head phase epochs", "int"),
+               HParam("t_lr", 0.05, "teacher projection-head phase lr"),
+               HParam("t_milestones", (30, 45), "teacher-head lr x0.1 after these epochs", "ints"))
 
-    def __init__(self, ctx, weights):
-        super().__init__(ctx, weights)
-        self.hp = {"kd_T": ctx.get("kd_T", 4.0), "tf_T": ctx.get("tf_T", 4.0), "ss_T": ctx.get("ss_T", 0.5),
-                   "ratio_tf": ctx.get("ratio_tf", 1.0), "ratio_ss": ctx.get("ratio_ss", 0.75)}
-        self.tf_weight = ctx.get("tf_weight", 2.7)
-        self.ss_weight = ctx.get("ss_weight", 10.0)
+    def __init__(self, ctx, weights=None, hp=None):
+        super().__init__(ctx, weights, hp)
+        self.tf_weight = self.hp["tf_weight"]
+        self.ss_weight = self.hp["ss_weight"]
         self.head_s = projection_head(ctx.s_shapes[-1][1])
         self.head_t = projection_head(ctx.t_shapes[-1][1])
         self.head_t.requires_grad_(False)  # trained only in its own init phase
 
-    def forward(self, s, t, batch):
+    def forward(self, s, t, batch, epoch):
         rep_s = self.head_s(s.feats[-1].flatten(1))
         with torch.no_grad():
             rep_t = self.head_t(t.feats[-1].flatten(1))
@@ -129,19 +137,6 @@ class SSKD(Method):
         return {"teacher_ss_top1": 100.0 * correct / max(total, 1)}
 
     def init_phase(self, student, ctx):
-        lr_at, _ = make_schedule("step", ctx.get("t_lr", 0.05), ctx.get("t_milestones", (30, 45)), 0.1)
-
-        def on_end():
-            self.head_t.requires_grad_(False)
-            self.head_t.eval()
-
-        self.head_t.requires_grad_(True)
-        return InitPhase("sskd_teacher_head", int(ctx.get("t_epochs", 60)), lr_at, list(self.head_t.parameters()),
-                         self.init_loss, run_student=False, aux_modules=[self.head_t], views="rotations",
-                         evaluate=self.head_accuracy, on_end=on_end)
-
-    def train(self, mode=True):
-        super().train(mode)
-        if not any(p.requires_grad for p in self.head_t.parameters()):
-            self.head_t.eval()  # no BN or dropout inside; kept in eval for clarity
-        return self
+        schedule = Schedule("step", self.hp["t_lr"], self.hp["t_epochs"], tuple(self.hp["t_milestones"]), 0.1)
+        return InitPhase("sskd_teacher_head", schedule, [self.head_t], self.init_loss, run_student=False,
+                         views="rotations", evaluate=self.head_accuracy)

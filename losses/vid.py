@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Method, Weights, pool_to_smaller
+from .base import Method, LossWeights, pool_to_smaller
 
 
 class VIDRegressor(nn.Module):
@@ -29,15 +29,15 @@ class VIDRegressor(nn.Module):
 
 class VID(Method):
     name = "vid"
-    standard_weights = Weights(ce=1.0, kd=0.0, distill=1.0)
+    standard_weights = LossWeights(ce=1.0, kd=0.0, distill=1.0)
 
-    def __init__(self, ctx, weights):
-        super().__init__(ctx, weights)
+    def __init__(self, ctx, weights=None, hp=None):
+        super().__init__(ctx, weights, hp)
         self.vid = nn.ModuleList(VIDRegressor(s[1], t[1], t[1])
                                  for s, t in zip(ctx.s_shapes[1:-1], ctx.t_shapes[1:-1]))
 
     def terms(self, s, t):
         return [m(f_s, f_t) for m, f_s, f_t in zip(self.vid, s.feats[1:-1], t.feats[1:-1])]
 
-    def distill_loss(self, s, t, batch):
+    def distill_loss(self, s, t, batch, epoch):
         return sum(self.terms(s, t))

@@ -3,8 +3,13 @@
 CIFAR models (RepDistiller / SSKD zoo) keep the reference forward
 `forward(x, is_feat=False, preact=False)`, `get_feat_modules()`, `get_bn_before_relu()` and
 state_dict keys; every model also exposes `feat_dim`, the width of its pooled feature.
+ImageNet backbones (SimReg) are feature extractors without a classifier. Checkpoints of every
+supported layout load through `models.weights.load`.
 """
+from core.errors import UserError
+
 from . import cifar_resnet, imagenet, mobilenetv2, resnet_v2, shufflenet, vgg, wrn
+from .common import Outputs
 
 # RepDistiller's model_dict, then SSKD's extra thin ResNets
 CIFAR_MODELS = {}
@@ -16,7 +21,6 @@ CIFAR_MODELS.update(vgg.UNREGISTERED)
 
 # ImageNet feature extractors (SimReg): no classifier, `num_classes` is ignored
 IMAGENET_BACKBONES = dict(imagenet.BACKBONES)
-
 
 
 def _ignoring_classes(build):
@@ -31,7 +35,7 @@ REGISTRY = {**CIFAR_MODELS, **{k: _ignoring_classes(b) for k, b in IMAGENET_BACK
 LOW_LR_ARCHS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(UserError, ValueError):
     pass
 
 
@@ -51,3 +55,5 @@ def default_lr(arch, base_lr=0.05):
     """The reference teacher/student recipes use 0.01 for MobileNetV2 and the ShuffleNets."""
     return 0.01 if arch in LOW_LR_ARCHS else base_lr
 
+
+__all__ = ["CIFAR_MODELS", "IMAGENET_BACKBONES", "Outputs", "UnknownModelError", "create", "default_lr", "names"]

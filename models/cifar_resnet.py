@@ -1,12 +1,12 @@
 """CIFAR ResNets of RepDistiller / SSKD: resnet8 ... resnet110, resnet8x4, resnet32x4 and SSKD's thin
 variants. Module names, registration order and initialisation follow the reference so that its
-checkpoints load strictly (see spec/models_cifar.md §3.1)."""
+checkpoints load strictly."""
 from functools import partial
 
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import Stage
+from .common import Stage, init_kaiming, tap_outputs
 
 
 def conv3x3(c_in, c_out, stride=1):
@@ -49,12 +49,7 @@ class CifarResNet(nn.Module):
         self.avgpool = nn.AvgPool2d(8)
         self.fc = nn.Linear(widths[3], num_classes)
         self.feat_dim = widths[3]
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_kaiming(self)
 
     def _make_stage(self, c_out, n_blocks, stride):
         downsample = None
@@ -80,11 +75,7 @@ class CifarResNet(nn.Module):
         f3, f3_pre = self.layer3(f2)
         f4 = self.avgpool(f3).flatten(1)
         logits = self.fc(f4)
-        if not is_feat:
-            return logits
-        if preact:
-            return [f0, f1_pre, f2_pre, f3_pre, f4], logits
-        return [f0, f1, f2, f3, f4], logits
+        return tap_outputs(logits, is_feat, preact, [f0, f1, f2, f3, f4], [f0, f1_pre, f2_pre, f3_pre, f4])
 
 
 _PLAIN = [16, 16, 32, 64]

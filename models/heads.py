@@ -1,9 +1,9 @@
 """SimReg prediction heads (dropped after training). `nn.Sequential` indices follow the reference's
-`mlp_arch.get_mlp` so that reference heads load (spec/simreg.md §2.6), d = student width, D = target:
+`mlp_arch.get_mlp` so that reference heads load; d = student width, D = target:
 - 4 layers (default): 0 Linear(d,2d) 1 BN(2d) 2 ReLU 3 Linear(2d,d) 4 Linear(d,2d) 5 BN(2d) 6 ReLU 7 Linear(2d,D)
 - 2 layers:           0 Linear(d,2d) 1 Linear(2d,D)  -- no BN/ReLU: the reference's head is linear
 - 2 layers, `--mlp2-bn-relu`: 0 Linear(d,2d) 1 BN(2d) 2 ReLU 3 Linear(2d,D)  (its docstring's intent)
-- linear (`--linear-pred`, repaired; the reference crashes): 0 BN(d) 1 Linear(d,D)
+- 1 layer (`--mlp-layers 1`, the reference's `--linear_pred`, repaired: it crashes there): 0 BN(d) 1 Linear(d,D)
 """
 import torch.nn as nn
 

@@ -1,10 +1,10 @@
 """RepDistiller's CIFAR MobileNetV2 (`mobile_half`: expansion 6, width 0.5). Stride-2 stem,
 expansion conv even when t = 1, 1280-wide last conv, taps from block groups 1, 2, 4, 6; `preact`
-is ignored (spec/models_cifar.md §3.5). Keys follow RepDistiller (`classifier.0.*`); SSKD's
+is ignored. Keys follow RepDistiller (`classifier.0.*`); SSKD's
 `classifier.*` layout is mapped by models.weights."""
-import math
-
 import torch.nn as nn
+
+from .common import init_fan_out_normal
 
 
 def _conv_bn_relu(c_in, c_out, kernel, stride):
@@ -49,16 +49,7 @@ class MobileNetV2(nn.Module):
         self.conv2 = _conv_bn_relu(c_in, self.feat_dim, 1, 1)
         self.classifier = nn.Sequential(nn.Linear(self.feat_dim, num_classes))
         self.avgpool = nn.AvgPool2d(input_size // 16, ceil_mode=True)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_fan_out_normal(self, linear_std=0.01)
 
     def get_feat_modules(self):
         return nn.ModuleList([self.conv1, self.blocks])

@@ -6,7 +6,7 @@ from functools import partial
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import Stage
+from .common import Stage, init_kaiming, tap_outputs
 
 
 def _projection(c_in, c_out, stride):
@@ -66,12 +66,7 @@ class ResNetV2(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.feat_dim = 512 * block.expansion
         self.linear = nn.Linear(self.feat_dim, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_kaiming(self)
 
     def _make_stage(self, block, planes, n, stride):
         blocks = []
@@ -95,11 +90,7 @@ class ResNetV2(nn.Module):
         f4, f4_pre = self.layer4(f3)
         f5 = self.avgpool(f4).flatten(1)
         logits = self.linear(f5)
-        if not is_feat:
-            return logits
-        if preact:
-            return [f0, f1_pre, f2_pre, f3_pre, f4_pre, f5], logits
-        return [f0, f1, f2, f3, f4, f5], logits
+        return tap_outputs(logits, is_feat, preact, [f0, f1, f2, f3, f4, f5], [f0, f1_pre, f2_pre, f3_pre, f4_pre, f5])
 
 
 BUILDERS = {"ResNet50": partial(ResNetV2, BottleneckV2, [3, 4, 6, 3])}

@@ -1,11 +1,10 @@
 """ShuffleNet v1 (groups 3) and v2 (1x) of RepDistiller, adapted to 32x32 input with a 1x1 stem.
-Pre-activation taps follow the reference exactly, including ShuffleV2's unshuffled pre taps
-(spec/models_cifar.md §3.6, §3.7, §4)."""
+Pre-activation taps follow the reference exactly, including ShuffleV2's unshuffled pre taps."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .common import Stage
+from .common import Stage, tap_outputs
 
 
 def channel_shuffle(x, groups):
@@ -81,11 +80,7 @@ class ShuffleNetV1(nn.Module):
         f3, f3_pre = self.layer3(f2)
         f4 = F.avg_pool2d(f3, 4).flatten(1)
         logits = self.linear(f4)
-        if not is_feat:
-            return logits
-        if preact:
-            return [f0, f1_pre, f2_pre, f3_pre, f4], logits
-        return [f0, f1, f2, f3, f4], logits
+        return tap_outputs(logits, is_feat, preact, [f0, f1, f2, f3, f4], [f0, f1_pre, f2_pre, f3_pre, f4])
 
 
 class V2BasicBlock(nn.Module):
@@ -164,11 +159,7 @@ class ShuffleNetV2(nn.Module):
         out = F.relu(self.bn2(self.conv2(f3)))
         f4 = F.avg_pool2d(out, 4).flatten(1)
         logits = self.linear(f4)
-        if not is_feat:
-            return logits
-        if preact:
-            return [f0, f1_pre, f2_pre, f3_pre, f4], logits
-        return [f0, f1, f2, f3, f4], logits
+        return tap_outputs(logits, is_feat, preact, [f0, f1, f2, f3, f4], [f0, f1_pre, f2_pre, f3_pre, f4])
 
 
 BUILDERS = {"ShuffleV1": ShuffleNetV1, "ShuffleV2": ShuffleNetV2}

@@ -1,11 +1,12 @@
 """CIFAR VGGs of RepDistiller. Registry names vgg8 ... vgg19 are the BatchNorm variants; the
 BN-free ones are offered as vgg*_nobn. The last ReLU of each block is applied in `forward`, so that
-pre-ReLU taps exist (spec/models_cifar.md §3.4)."""
-import math
+pre-ReLU taps exist."""
 from functools import partial
 
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .common import init_fan_out_normal
 
 CONFIGS = {
     "vgg8": [[64], [128], [256], [512], [512]],
@@ -43,17 +44,7 @@ class VGG(nn.Module):
         self.pool4 = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = nn.Linear(512, num_classes)
         self.feat_dim = 512
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_fan_out_normal(self, conv_bias=True, linear_std=0.01)
 
     def get_feat_modules(self):
         return nn.ModuleList([self.block0, self.pool0, self.block1, self.pool1, self.block2,

@@ -1,11 +1,12 @@
 """Wide ResNets (pre-activation) of RepDistiller: wrn_16_1, wrn_16_2, wrn_40_1, wrn_40_2.
 Stage taps are the raw residual stream; `preact=True` passes them through the BatchNorm that
-consumes them next (spec/models_cifar.md §3.3, §4)."""
-import math
+consumes them next."""
 from functools import partial
 
 import torch.nn as nn
 import torch.nn.functional as F
+
+from .common import init_fan_out_normal
 
 
 class PreActBlock(nn.Module):
@@ -59,15 +60,7 @@ class WideResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.fc = nn.Linear(ch[3], num_classes)
         self.feat_dim = ch[3]
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_fan_out_normal(self)
 
     def get_feat_modules(self):
         return nn.ModuleList([self.conv1, self.block1, self.block2, self.block3])

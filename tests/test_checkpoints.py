@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import models
-from engine.checkpoint import CheckpointError, load_file, save_atomic
-from models.weights import load_cifar_checkpoint
+from core.checkpoint import CheckpointError, load_file, save_atomic
+from models import weights
 
 
 def _fresh(name, seed):
@@ -44,28 +44,55 @@ def _layouts(src):
 
 @pytest.mark.parametrize("arch", ["resnet8", "wrn_16_1", "MobileNetV2", "ShuffleV1"])
 def test_external_layouts_load_strictly(tmp_path, arch):
+    """Every layout is detected, its architecture recognised from the keys, and loaded exactly."""
     src = _fresh(arch, 1)
     for layout, obj in _layouts(src).items():
         path = str(tmp_path / f"{layout}.pth")
         torch.save(obj, path)
-        dst = _fresh(arch, 2)
-        assert not _same_weights(src, dst)
-        load_cifar_checkpoint(dst, path)
-        assert _same_weights(src, dst), layout
+        assert not _same_weights(src, _fresh(arch, 2))
+        loaded = weights.load(path)
+        assert loaded.arch == arch and loaded.num_classes == 100, layout
+        assert _same_weights(src, loaded.model), layout
+        # the architecture may also be given
+        assert _same_weights(src, weights.load(path, arch).model), layout
+
+
+def _count_torch_load(monkeypatch):
+    calls = []
+    real = torch.load
+
+    def counting(path, *a, **kw):
+        calls.append(path)
+        return real(path, *a, **kw)
+    monkeypatch.setattr(torch, "load", counting)
+    return calls
+
+
+def test_each_load_reads_the_file_once(tmp_path, monkeypatch):
+    src = _fresh("resnet8", 1)
+    layouts = _layouts(src)
+    for layout, obj in layouts.items():
+        torch.save(obj, str(tmp_path / f"{layout}.pth"))
+    calls = _count_torch_load(monkeypatch)
+    for layout in layouts:
+        path = str(tmp_path / f"{layout}.pth")
+        weights.load(path)
+        assert calls == [path], (layout, calls)
+        calls.clear()
 
 
 def test_wrong_architecture_reports_keys(tmp_path):
     path = str(tmp_path / "wrn.pth")
     torch.save({"model": _fresh("wrn_16_2", 0).state_dict()}, path)
     with pytest.raises(CheckpointError) as e:
-        load_cifar_checkpoint(_fresh("resnet20", 0), path)
+        weights.load(path, "resnet20")
     msg = str(e.value)
     assert "missing keys" in msg and "layer1.0.conv1.weight" in msg
     assert "unexpected keys" in msg and "block1.layer.0.bn1.weight" in msg
     # same key names, other shapes
     torch.save({"model": _fresh("wrn_40_2", 0).state_dict()}, path)
     with pytest.raises(CheckpointError, match="mis-shaped keys"):
-        load_cifar_checkpoint(_fresh("wrn_40_1", 0), path)
+        weights.load(path, "wrn_40_1")
 
 
 def test_truncated_checkpoint(tmp_path):

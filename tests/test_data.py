@@ -5,13 +5,13 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from datasets import InMemoryLoader, ImageSet, build_image_sets
+from datasets import InMemoryLoader, ImageSet, load_image_sets
 from datasets import augment
-from datasets.cifar100 import DatasetNotFoundError
+from datasets import DatasetNotFoundError
 
 
 def test_cifar100_pickle_format(cifar_root):
-    train, test = build_image_sets("cifar100", cifar_root)
+    train, test = load_image_sets("cifar100", cifar_root)
     assert train.images.shape == (200, 3, 32, 32) and train.images.dtype == torch.uint8
     assert test.images.shape == (100, 3, 32, 32) and train.num_classes == 100
     assert train.labels[:3].tolist() == [0, 1, 2]
@@ -26,13 +26,13 @@ def test_cifar100_pickle_format(cifar_root):
 
 def test_cifar100_missing_folder_names_it(tmp_path):
     with pytest.raises(DatasetNotFoundError) as e:
-        build_image_sets("cifar100", str(tmp_path / "nowhere"))
+        load_image_sets("cifar100", str(tmp_path / "nowhere"))
     assert "cifar-100-python" in str(e.value) and "nowhere" in str(e.value) and "--download" in str(e.value)
 
 
 def test_digits_split_fixed_and_disjoint():
-    train, test = build_image_sets("digits")
-    train2, _ = build_image_sets("digits")
+    train, test = load_image_sets("digits")
+    train2, _ = load_image_sets("digits")
     assert torch.equal(train.images, train2.images)
     assert len(train) + len(test) == 1797 and train.images.shape[1:] == (3, 32, 32)
     assert set(test.labels.tolist()) == set(range(10))
@@ -102,7 +102,7 @@ def test_augmentation_statistics_through_loader():
 
 
 def test_loader_yields_indices_and_eval_is_ordered():
-    train, test = build_image_sets("digits")
+    train, test = load_image_sets("digits")
     batches = list(InMemoryLoader(test, 100, train=False))
     idx = torch.cat([b["index"] for b in batches])
     assert torch.equal(idx, torch.arange(len(test)))
@@ -112,7 +112,7 @@ def test_loader_yields_indices_and_eval_is_ordered():
 
 
 def test_distributed_shares_partition_the_data():
-    train, _ = build_image_sets("digits")
+    train, _ = load_image_sets("digits")
     shares = []
     for rank in range(2):
         loader = InMemoryLoader(train, 64, train=True, generator=torch.Generator().manual_seed(1),

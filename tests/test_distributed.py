@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from engine.checkpoint import load_file
+from core.checkpoint import load_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

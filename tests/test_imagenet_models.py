@@ -4,10 +4,18 @@ import torch
 import torchvision
 
 import models
-from engine.checkpoint import CheckpointError
+from core.checkpoint import CheckpointError
 from models.imagenet import same_padding
-from models.weights import (TEACHER_FORMATS, _flat_simclr_to_torchvision, detect_teacher_format,
-                            load_imagenet_teacher)
+from models.weights import FORMATS, CheckpointFile, _flat_simclr_to_torchvision, detect_format, load
+
+
+def load_imagenet_teacher(path, fmt="auto"):
+    loaded = load(path, fmt=fmt, side="teacher")
+    return loaded.model, loaded.format
+
+
+def detect_teacher_format(obj):
+    return detect_format(CheckpointFile(obj)).name
 
 
 @pytest.mark.parametrize("name,dim,params", [("resnet18", 512, 11_176_512), ("resnet50", 2048, 23_508_032),
@@ -76,14 +84,14 @@ def test_teacher_formats_load_strictly(tmp_path):
         torch.save(obj, path)
         auto_ok = fmt in ("moco", "swav")
         net, spec = load_imagenet_teacher(path, "auto" if auto_ok else fmt)
-        assert spec.name == fmt and spec.arch == TEACHER_FORMATS[fmt].arch
+        assert spec.name == fmt and spec.arch == FORMATS[fmt].arch
         got = net.state_dict()
         for k, v in sd.items():
             if not k.endswith("num_batches_tracked"):
                 assert torch.equal(got[k], v), (fmt, k)
-    assert TEACHER_FORMATS["swav"].std == (0.228, 0.224, 0.225)
-    assert TEACHER_FORMATS["simclr_x4"].mean is None   # raw [0, 1] input
-    assert TEACHER_FORMATS["byol"].arch == "byol_resnet50"
+    assert FORMATS["swav"].input_norm[1] == (0.228, 0.224, 0.225)
+    assert FORMATS["simclr_x4"].input_norm is None   # raw [0, 1] input
+    assert FORMATS["byol"].arch == "byol_resnet50"
 
 
 def _to_flat(sd):
@@ -131,11 +139,11 @@ def test_unknown_and_ambiguous_formats(tmp_path):
 
 
 def test_simclr_x4_converter_layout_is_recognised():
-    from models.weights import teacher_state_dict
     sd = {"conv1.weight": torch.zeros(256, 3, 7, 7), "layer4.0.conv1.weight": torch.zeros(1),
           "fc.weight": torch.zeros(1000, 8192), "fc.bias": torch.zeros(1000)}
     assert detect_teacher_format({"state_dict": sd}) == "simclr_x4"
-    assert set(teacher_state_dict({"state_dict": sd}, "simclr_x4")) == {"conv1.weight", "layer4.0.conv1.weight"}
+    assert set(FORMATS["simclr_x4"].keys(CheckpointFile({"state_dict": sd}), None)) == {"conv1.weight",
+                                                                                        "layer4.0.conv1.weight"}
 
 
 def test_imagenet100_subset():

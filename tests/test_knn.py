@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import knn
+from core import knn
 
 
 def brute_force(train, train_labels, test, k, num_classes):

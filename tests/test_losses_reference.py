@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 import losses
-from losses import Context, Outputs, Weights
+from losses import Context, LossWeights as Weights
+from models import Outputs
 from losses.ab import Connector, ab_terms
 from losses.adaptors import ConvReg
 from losses.at import attention_terms
@@ -107,7 +108,7 @@ def test_correlation():
     load_module(method.embed_t, rec["module_state"]["embed_t"])
     f_s = leaf(MAIN["common"]["feat_s"][4])
     loss = method.distill_loss(Outputs([None] * 4 + [f_s], None),
-                               Outputs([None] * 4 + [MAIN["common"]["feat_t"][4].double()], None), {})
+                               Outputs([None] * 4 + [MAIN["common"]["feat_t"][4].double()], None), {}, 1)
     assert_loss(loss, rec["loss"])
     loss.backward()
     assert_grad(f_s.grad, rec["grad_inputs"]["feat_s_4"])
@@ -229,7 +230,7 @@ def _ctx(pair, s_arch="wrn_16_2", t_arch="wrn_40_2"):
     feat_s, feat_t = pair["common"]["feat_s"], pair["common"]["feat_t"]
     shapes = lambda fs: [tuple(f.shape) if f is not None else None for f in fs]  # noqa: E731
     return Context(shapes(feat_s), shapes(feat_t), shapes(feat_s), shapes(feat_t), s_arch, t_arch, 100,
-                   n_data=500, train_labels=MAIN["methods"]["crd"]["dataset_labels"], hp={})
+                   n_data=500, train_labels=MAIN["methods"]["crd"]["dataset_labels"])
 
 
 @pytest.mark.parametrize("name", ["kd", "attention", "similarity", "rkd", "pkt", "nst", "vid", "correlation",
@@ -248,7 +249,7 @@ def test_phase2_totals_with_standard_weights(name):
     c = MAIN["common"]
     s = Outputs(consts(f for f in c["feat_s"]), c["logit_s"].double())
     t = Outputs(consts(f for f in c["feat_t"]), c["logit_t"].double())
-    terms = method(s, t, {"label": c["target"], "index": c["index"]})
+    terms = method(s, t, {"label": c["target"], "index": c["index"]}, 1)
     assert_loss(sum(terms.values()), rec["total_readme"]["total"], 1e-5)
 
 
@@ -256,10 +257,9 @@ def test_crd_totals_with_standard_weights():
     rec = MAIN["methods"]["crd"]
     c = MAIN["common"]
     ctx = _ctx(MAIN)
-    ctx.hp = {"nce_k": 64}
     for name, weights, total in (("crd", losses.resolve_weights("crd"), rec["total_readme"]),
                                  ("crd+kd", losses.resolve_weights("crd", kd=1.0), rec["total_readme_crd_kd"])):
-        method = losses.build("crd", ctx, weights)
+        method = losses.build("crd", ctx, weights, {"nce_k": 64})
         sd = {k: v for k, v in rec["module_state"]["crd"].items()}
         method.load_state_dict({**sd, "labels": method.labels, "_extra_state": method.get_extra_state()})
         method.double()
@@ -271,7 +271,7 @@ def test_crd_totals_with_standard_weights():
         original = crd_module.sample_negatives
         crd_module.sample_negatives = lambda index, labels, k, g: step["contrast_idx"]
         try:
-            terms = method(s, t, {"label": c["target"], "index": step["index"]})
+            terms = method(s, t, {"label": c["target"], "index": step["index"]}, 1)
         finally:
             crd_module.sample_negatives = original
         assert [weights.ce, weights.kd, weights.distill] == list(total["weights_gamma_alpha_beta"]), name

@@ -80,27 +80,33 @@ def test_make_table_paper_layout(tmp_path):
     assert "76.00" in teacher and "-0.46" in teacher
 
 
-def test_simreg_row_dry_runs_are_valid_commands():
+def test_simreg_table_dry_run_is_valid_commands():
     import cache_features
     import eval_knn
     import eval_linear
     parsers = {"train_student.py": train_student.parse_args, "cache_features.py": cache_features.parse_args,
                "eval_knn.py": eval_knn.parse_args, "eval_linear.py": eval_linear.parse_args}
-    for script, cached in (("simreg_row_moco_resnet18.sh", False), ("simreg_row_simclr_resnet50.sh", True),
-                           ("simreg_row_byol_resnet18.sh", True), ("simreg_row_swav_resnet18.sh", True),
-                           ("simreg_row_moco_mobilenet.sh", False)):
-        cmds = _dry_run(script)
-        names = [next(a for a in c if a.endswith(".py")) for c in cmds]
-        assert names == (["cache_features.py"] if cached else []) + ["train_student.py", "eval_knn.py",
-                                                                     "eval_linear.py", "scripts/make_table.py"]
-        for c, name in zip(cmds, names):
-            if name in parsers:
-                args = parsers[name](c[c.index(name) + 1:])
-                if name == "train_student.py":
-                    assert (args.method, args.epochs, args.batch_size, args.schedule) == ("simreg", 130, 256, "cosine")
-                    assert (args.teacher_feats is not None) == cached
-        if cached:
-            assert cmds[0][:3] == [sys.executable, "-m", "torch.distributed.run"]
+    cmds = _dry_run("simreg_table.sh")
+    names = [next(a for a in c if a.endswith(".py")) for c in cmds]
+    rows = [c[c.index("--simreg-row") + 1] for c in cmds if "--simreg-row" in c]
+    assert rows == ["0", "1", "2", "3", "4"]
+    # rows 2-4 cache their teacher (as the paper), SimCLR / BYOL / SwAV each into its own prefix
+    cached = [c for c in cmds if "cache_features.py" in c]
+    assert [c[c.index("--teacher-format") + 1] for c in cached] == ["simclr_x4_flat", "byol", "swav"]
+    trained = []
+    for c, name in zip(cmds, names):
+        args = parsers[name](c[c.index(name) + 1:]) if name in parsers else None
+        if name == "train_student.py":
+            assert (args.method, args.epochs, args.batch_size, args.schedule) == ("simreg", 130, 256, "cosine")
+            assert (args.lr, args.weight_decay, args.mlp_layers) == (0.05, 1e-4, 4)
+            trained.append((args.student, args.teacher_feats is not None))
+        if name == "cache_features.py":
+            assert c[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert trained == [("mobilenet_v2", False), ("resnet18", False), ("resnet50", True), ("resnet18", True),
+                       ("resnet18", True)]
+    assert names.count("eval_knn.py") == names.count("eval_linear.py") == 5
+    one = _dry_run("simreg_table.sh", ROWS="1", CACHED="1")
+    assert [next(a for a in c if a.endswith(".py")) for c in one][:2] == ["cache_features.py", "train_student.py"]
 
 
 def test_make_table_simreg_row(tmp_path):

@@ -38,7 +38,7 @@ def test_imagenet_layouts(name):
 
 
 def test_head_parameter_counts():
-    """spec/simreg.md §2.6."""
+    """The reference head layouts and their parameter counts."""
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(prediction_head(512, 2048, 4)) == 3_678_720
     assert count(prediction_head(1280, 2048, 4)) == 15_091_968

@@ -14,7 +14,7 @@ import models
 import train_student
 from conftest import write_imagefolder
 from datasets import imagenet as imagenet_data
-from engine.checkpoint import load_file
+from core.checkpoint import load_file
 
 SMALL = ["--dataset", "imagenet", "--image-size", "32", "--workers", "0", "--no-progress"]
 

@@ -4,9 +4,9 @@ with the CRD memory bank, init-phase reuse, and bad inputs."""
 import pytest
 import torch
 
-import engine.fit
+import engine.trainer
 import train_student
-from engine.checkpoint import load_file
+from core.checkpoint import load_file
 
 FAST = ["--dataset", "digits", "--no-progress", "--save-every", "0"]
 
@@ -42,7 +42,7 @@ def test_sskd_run_and_teacher_head_reuse(digits_teacher, tmp_path):
 def test_crd_resume_is_bit_exact_with_memory_bank(digits_teacher, tmp_path, monkeypatch):
     args = ["--method", "crd", "--student", "resnet8", "--epochs", "3", "--lr-decay-epochs", "2", "--nce-k", "256"]
     _run(tmp_path, digits_teacher["ckpt"], "straight", *args)
-    real = engine.fit.evaluate
+    real = engine.trainer.evaluate
     calls = {"n": 0}
 
     def crash(*a, **k):
@@ -51,10 +51,10 @@ def test_crd_resume_is_bit_exact_with_memory_bank(digits_teacher, tmp_path, monk
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(engine.fit, "evaluate", crash)
+    monkeypatch.setattr(engine.trainer, "evaluate", crash)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, digits_teacher["ckpt"], "crashed", *args)
-    monkeypatch.setattr(engine.fit, "evaluate", real)
+    monkeypatch.setattr(engine.trainer, "evaluate", real)
     _run(tmp_path, digits_teacher["ckpt"], "crashed", *args, "--resume")
     a = load_file(str(tmp_path / "straight" / "ckpt" / "last.pth"))
     b = load_file(str(tmp_path / "crashed" / "ckpt" / "last.pth"))
@@ -101,3 +101,37 @@ def test_method_that_cannot_pair_architectures(digits_teacher, tmp_path, capsys)
 def test_missing_teacher_file(tmp_path, capsys):
     code, err = _fails(capsys, lambda: _run(tmp_path, str(tmp_path / "nope.pth"), "x"))
     assert code == 2 and "checkpoint not found" in err
+
+
+def test_help_lists_every_method_default(capsys):
+    import losses
+    with pytest.raises(SystemExit):
+        train_student.parse_args(["--help"])
+    text = capsys.readouterr().out
+    epilog = text[text.index("method defaults"):]
+    for name, cls in losses.METHODS.items():
+        line = next(line for line in epilog.splitlines() if line.strip().startswith(name + ":"))
+        for h in cls.declared_hparams():
+            assert f"{h.name} {h.default}" in line, (name, h.name, line)
+    assert "130" in epilog[epilog.index("simreg:"):].splitlines()[0]   # SimReg's own recipe
+    assert "--nce-k" in text and "crd: 16384" in " ".join(text.split())
+
+
+def test_a_run_reads_the_teacher_file_once(digits_teacher, tmp_path, monkeypatch):
+    calls = []
+    real = torch.load
+    monkeypatch.setattr(torch, "load", lambda path, *a, **kw: calls.append(path) or real(path, *a, **kw))
+    _run(tmp_path, digits_teacher["ckpt"], "kd", "--method", "kd", "--student", "resnet8", "--epochs", "1")
+    assert calls == [digits_teacher["ckpt"]]
+
+
+def test_init_cache_ignores_other_methods_hparams(digits_teacher, tmp_path):
+    """AB's init-phase result depends on AB's settings only: --nce-k (CRD's) does not invalidate it."""
+    args = ["--method", "abound", "--student", "resnet8", "--epochs", "1", "--init-epochs", "1"]
+    _run(tmp_path, digits_teacher["ckpt"], "ab1", *args)
+    _run(tmp_path, digits_teacher["ckpt"], "ab2", *args, "--nce-k", "100")
+    assert "reused" in (tmp_path / "ab2" / "log.txt").read_text()
+    assert len(list((tmp_path / "init_cache").iterdir())) == 1
+    _run(tmp_path, digits_teacher["ckpt"], "ab3", *args, "--init-epochs", "2")
+    assert "reused" not in (tmp_path / "ab3" / "log.txt").read_text()
+    assert len(list((tmp_path / "init_cache").iterdir())) == 2

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-import engine.fit
+import engine.trainer
 import train_teacher
-from engine.checkpoint import load_file
+from core.checkpoint import load_file
 
 FAST = ["--dataset", "digits", "--no-progress", "--save-every", "0"]
 
@@ -40,7 +40,7 @@ def test_resume_is_bit_exact(tmp_path, monkeypatch):
     straight = _run(tmp_path, "straight", *common)
 
     # crash during epoch 3 (after its training pass, before its checkpoint)
-    real_evaluate = engine.fit.evaluate
+    real_evaluate = engine.trainer.evaluate
     calls = {"n": 0}
 
     def crashing_evaluate(*a, **k):
@@ -49,10 +49,10 @@ def test_resume_is_bit_exact(tmp_path, monkeypatch):
             raise KeyboardInterrupt("simulated crash")
         return real_evaluate(*a, **k)
 
-    monkeypatch.setattr(engine.fit, "evaluate", crashing_evaluate)
+    monkeypatch.setattr(engine.trainer, "evaluate", crashing_evaluate)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "crashed", *common)
-    monkeypatch.setattr(engine.fit, "evaluate", real_evaluate)
+    monkeypatch.setattr(engine.trainer, "evaluate", real_evaluate)
     assert load_file(str(tmp_path / "crashed" / "ckpt" / "last.pth"))["epoch"] == 2
     resumed = _run(tmp_path, "crashed", *common, "--resume")
 

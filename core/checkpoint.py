@@ -10,8 +10,10 @@ import zipfile
 import numpy as np
 import torch
 
+from .errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
 
 

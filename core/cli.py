@@ -1,5 +1,5 @@
 """Command-line plumbing shared by the scripts: common flags, device choice, seeding, and turning
-expected failures into one clear message."""
+a UserError into one clear message."""
 import functools
 import random
 import sys
@@ -7,13 +7,16 @@ import sys
 import numpy as np
 import torch
 
+from .errors import UserError
 
-def add_data_args(parser, datasets=("cifar100", "digits")):
+
+def add_data_args(parser, datasets, default="cifar100"):
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default="cifar100", choices=datasets)
+    g.add_argument("--dataset", default=default, choices=datasets)
     g.add_argument("--data-root", default="./data",
                    help="folder holding cifar-100-python/ (CIFAR-100) or train/ and val/ (ImageNet)")
     g.add_argument("--download", action="store_true", help="download CIFAR-100 into --data-root first")
+    return g
 
 
 def add_run_args(parser, default_save_dir):
@@ -30,6 +33,7 @@ def add_run_args(parser, default_save_dir):
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun (CUDA)")
     g.add_argument("--data-parallel", action="store_true",
                    help="single process over all visible GPUs with DataParallel (the reference's way)")
+    return g
 
 
 def per_process_batch(batch_size, world_size):
@@ -54,19 +58,14 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
-class UserError(Exception):
-    """A bad input that the user can fix; reported as one line, without a traceback."""
-
-
-def exit_on_user_error(*error_types):
-    """Decorator for a script's main(): listed exceptions print 'error: ...' and exit with code 2."""
-    def wrap(main):
-        @functools.wraps(main)
-        def run(*args, **kwargs):
-            try:
-                return main(*args, **kwargs)
-            except (UserError, *error_types) as e:
-                print(f"error: {e}", file=sys.stderr)
-                sys.exit(2)
-        return run
-    return wrap
+def exit_on_user_error(main):
+    """Decorator for a script's main(): a UserError prints 'error: ...' and exits with code 2;
+    every other exception keeps its traceback."""
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+    return run

@@ -1,12 +1,11 @@
-"""Run records: every run writes into its experiment folder
+"""The experiment folder of one run:
   args.json     resolved arguments, library versions, git revision, seed
   log.txt       the plain-text log (appended on resume)
   tb/           TensorBoard events
-  ckpt/         last.pth (every epoch, atomic), best.pth, optional epoch_N.pth
-  summary.json  final and best accuracies (and evaluation results)
+  ckpt/         last.pth (every epoch, atomic), best.pth, init.pth (after an init phase), epoch_N.pth
+  summary.json  final and best accuracies (and evaluation results added later)
 """
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -15,10 +14,14 @@ import sys
 import numpy as np
 import torch
 
+from core.checkpoint import load_file
+from core.errors import UserError
+from core.jsonio import merge_summary, write_json
+
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class ExistingRunError(RuntimeError):
+class ExistingRunError(UserError, RuntimeError):
     pass
 
 
@@ -43,52 +46,32 @@ def versions():
     return out
 
 
-def _jsonable(value):
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+class RunFolder:
+    """Creating it checks the folder and touches nothing: a fresh run refuses a folder that already
+    holds one (so nothing saved is overwritten), `resume=True` needs a checkpoint to continue from
+    (`ckpt/last.pth`, read here so that a bad one is reported before anything is written, or
+    `ckpt/init.pth` of a run stopped right after its init phase). `open()` then creates the folder
+    and its records. `meta` is what every checkpoint and the summary carry about the run
+    (architecture, data set, method, ...)."""
 
-
-def write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def merge_summary(folder, summary, name="summary.json"):
-    """Merge `summary` into <folder>/summary.json (several tools add their own results)."""
-    path = os.path.join(folder, name)
-    merged = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            merged = json.load(f)
-    merged.update(summary)
-    write_json(path, merged)
-
-
-class RunRecord:
-    """The experiment folder of one run. Creating it for a fresh run refuses a folder that already
-    holds a run (so nothing saved is overwritten); `resume=True` reopens it."""
-
-    def __init__(self, folder, resume=False, is_main=True):
+    def __init__(self, folder, resume=False, is_main=True, save_every=0, show_progress=True):
         self.folder = os.path.abspath(folder)
         self.ckpt_dir = os.path.join(self.folder, "ckpt")
         self.last_path = os.path.join(self.ckpt_dir, "last.pth")
         self.best_path = os.path.join(self.ckpt_dir, "best.pth")
-        self.is_main = is_main
+        self.init_path = os.path.join(self.ckpt_dir, "init.pth")
+        self.is_main, self.save_every, self.show_progress = is_main, save_every, show_progress and is_main
+        self.meta = {}
         self._tb = None
-        if resume and not os.path.isfile(self.last_path):
+        if resume and not (os.path.isfile(self.last_path) or os.path.isfile(self.init_path)):
             raise ExistingRunError(f"--resume: no checkpoint to resume from at {self.last_path}")
         if not resume and os.path.exists(os.path.join(self.folder, "args.json")):
             raise ExistingRunError(
                 f"{self.folder} already holds a run; pass --resume to continue it, or choose "
                 f"another --name / --save-dir (nothing was changed)")
+        self.checkpoint = load_file(self.last_path) if resume and os.path.isfile(self.last_path) else None
+        # the run continues from ckpt/last.pth: its init phase, if any, is behind it
+        self.has_checkpoint = self.checkpoint is not None
 
     def open(self, args, seed):
         """Create the folder and write args.json (first start) or append a resume marker."""
@@ -113,11 +96,8 @@ class RunRecord:
         if not self.is_main:
             return
         if echo:
-            try:
-                from tqdm import tqdm
-                tqdm.write(message)
-            except ImportError:
-                print(message, flush=True)
+            from tqdm import tqdm
+            tqdm.write(message)
         os.makedirs(self.folder, exist_ok=True)
         with open(os.path.join(self.folder, "log.txt"), "a") as f:
             f.write(message + "\n")

@@ -10,11 +10,15 @@ import os
 import numpy as np
 import torch
 
+from core.distributed import all_reduce_sum_tensor, barrier
+
+from .errors import DatasetError
+
 FORMAT = "kdzoo-feature-cache-1"
 
 
-class CacheMismatchError(ValueError):
-    pass
+class CacheMismatchError(DatasetError):
+    """A feature cache that is missing, incomplete, or written for other data or another model."""
 
 
 def dataset_identity(name, split, file_names, content=b""):
@@ -62,7 +66,6 @@ class FeatureWriter:
         self.written[idx] = True
 
     def close(self):
-        from engine.distributed import all_reduce_sum_tensor, barrier
         self.array.flush()
         del self.array
         written = all_reduce_sum_tensor(torch.from_numpy(self.written).to(torch.int32))  # rows written by any process

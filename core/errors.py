@@ -1,0 +1,7 @@
+"""The one base class of every failure a user can fix by changing an input."""
+
+
+class UserError(Exception):
+    """A bad input: reported as one line on stderr with exit code 2, without a traceback.
+    Every module's own error class derives from it, so a script's entry point catches exactly
+    these and lets every other (internal) error keep its traceback."""

@@ -1,0 +1,61 @@
+"""A method's init phase (AB, FT, FSP; SSKD's teacher head), run once per run: its result is
+saved to the run's ckpt/init.pth and to an init cache shared by runs with the same teacher file,
+student, data, method hyper-parameters and optimisation settings, and reused from either."""
+import hashlib
+import json
+import os
+
+import torch
+
+from core.checkpoint import load_file, load_state_dict_strict, save_atomic
+from core.schedule import set_lr
+
+from .loops import train_one_epoch
+
+
+def init_cache_path(cache_dir, method, settings):
+    """<cache_dir>/<method>_<hash of the settings>.pth; `settings` holds everything the phase's
+    result depends on (and nothing else, so that unrelated flags do not invalidate it)."""
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return os.path.join(cache_dir, f"{method}_{key}.pth")
+
+
+def run_init_phase(distiller, phase, train_loader, test_loader, momentum, weight_decay, run):
+    """The reference's init stage: a fresh SGD over the phase's parameters at the phase's lr, the
+    student in eval mode except what the phase trains, the teacher frozen."""
+    distiller.begin_phase(phase)
+    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=phase.schedule.lr(1), momentum=momentum,
+                                weight_decay=weight_decay)
+    for epoch in range(1, phase.schedule.epochs + 1):
+        lr = phase.schedule.lr(epoch)
+        set_lr(optimizer, lr)
+        distiller.train()
+        stats = train_one_epoch(distiller, train_loader, optimizer, epoch, desc=f"init {phase.name}",
+                                show_progress=run.show_progress)
+        extra = phase.evaluate(distiller.teacher, test_loader) if phase.evaluate else {}
+        run.log(f"init {phase.name} epoch {epoch}/{phase.schedule.epochs} lr {lr:.5g} | "
+                + " ".join(f"{k} {v:.4f}" for k, v in {**stats, **extra}.items()))
+        run.scalars({**stats, **extra}, epoch, prefix=f"init_{phase.name}/")
+    distiller.end_phase()
+
+
+def reuse_or_run_init(distiller, phase, train_loader, test_loader, run, cache_path, momentum, weight_decay):
+    """Bring student and method to their state after the init phase: nothing to do when the run
+    continues from ckpt/last.pth (that state is inside it); else load the run's own ckpt/init.pth
+    or the cache entry, or run the phase and save both."""
+    if phase is None or run.has_checkpoint:
+        return
+    source = next((p for p in (run.init_path, cache_path) if p and os.path.isfile(p)), None)
+    if source:
+        state = load_file(source)
+        load_state_dict_strict(distiller.student, state["student"], what="student")
+        load_state_dict_strict(distiller.method, state["method"], what="method")
+        run.log(f"init phase {phase.name}: reused {source}")
+        return
+    run_init_phase(distiller, phase, train_loader, test_loader, momentum, weight_decay, run)
+    if run.is_main:
+        state = {"student": distiller.student.state_dict(), "method": distiller.method.state_dict(),
+                 "phase": phase.name}
+        save_atomic(state, run.init_path)
+        if cache_path:
+            save_atomic(state, cache_path)
