@@ -6,17 +6,20 @@ are centre crops (Resize 256 + CenterCrop 224, as CompRess caches) presented to 
 own input normalisation; in-memory data sets use their un-augmented images. Runs under torchrun
 too: each process writes its share of the rows."""
 import argparse
+import os
 
 from tqdm import tqdm
 
 from core import distributed
 from core.cli import exit_on_user_error, pick_device
-from datasets.feature_cache import FeatureWriter
+from core.jsonio import read_json
+from core.validate import Parser
+from datasets.feature_cache import CacheMismatchError, FeatureCache, FeatureWriter, paths
 from engine.evaluation import add_backbone_args, eval_split, extract, load_backbone
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_backbone_args(p, ("--teacher",), "--teacher-arch", "--teacher-format")
     p.add_argument("--split", default="train", choices=["train", "val"])
     p.add_argument("--out", required=True, help="output prefix: writes OUT.npy and OUT.json")
@@ -41,15 +44,28 @@ def cache(args, info, device):
     dim = loaded.model.feat_dim
     source = {"kind": "teacher", "path": loaded.path, "sha256": loaded.sha256, "format": loaded.format.name,
               "arch": loaded.arch}
+    npy, meta = paths(args.out)
+    if os.path.isfile(meta) and not args.overwrite:   # a complete cache is already there
+        try:
+            FeatureCache(args.out).check(split.identity, {**source, "path": read_json(meta)["source"].get("path")})
+        except CacheMismatchError as e:
+            raise CacheMismatchError(f"{e}. Refusing to overwrite it: pass --overwrite, or choose another --out") from None
+        if info.is_main:
+            print(f"{args.out}: already holds these features (same teacher file, same data); nothing to do")
+        return args.out
     writer = None
     if info.is_main:
         writer = FeatureWriter(args.out, split.identity, split.names, dim, split.crop, source)
     distributed.barrier()
     if not info.is_main:
         writer = FeatureWriter(args.out, split.identity, split.names, dim, split.crop, source, create=False)
-    for idx, feats in tqdm(extract(net, split.loader, args.amp), total=len(split.loader), desc="features",
-                           disable=args.no_progress or not info.is_main):
-        writer.write(idx, feats)
+    try:
+        for idx, feats in tqdm(extract(net, split.loader, args.amp), total=len(split.loader), desc="features",
+                               disable=args.no_progress or not info.is_main):
+            writer.write(idx, feats)
+    except BaseException:
+        writer.abort()
+        raise
     writer.close()
     if info.is_main:
         print(f"{len(split)} x {dim} teacher features ({loaded.arch}, {loaded.format.name}) of "

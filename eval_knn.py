@@ -9,21 +9,24 @@ import numpy as np
 import torch
 
 from core.cli import exit_on_user_error, pick_device
-from core.jsonio import merge_summary, write_json
+from core.errors import UserError
 from core.knn import KnnIndex, knn_top1
-from engine.evaluation import add_backbone_args, eval_split, extract, load_backbone, run_folder_of
+from core.validate import Parser, int_list, require
+from engine.evaluation import (ResultPlace, add_backbone_args, check_dataset, eval_split, extract, load_backbone,
+                               run_folder_of)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_backbone_args(p)
-    p.add_argument("-k", "--k", default="1,20", help="comma-separated list of k")
+    p.add_argument("-k", "--k", type=int_list, default="1,20", help="comma-separated list of k (each at least 1)")
     p.add_argument("--backend", default="auto", choices=["auto", "faiss", "torch"])
     p.add_argument("--save", default=None, help="output folder (default: <run>/knn for our checkpoints)")
     p.add_argument("--epoch", type=int, default=None, help="epoch in the output file names (default: the checkpoint's)")
     p.add_argument("--amp", action="store_true")
     args = p.parse_args(argv)
-    args.ks = sorted({int(k) for k in args.k.split(",")})
+    require(len(args.k) > 0, "-k: give at least one k")
+    args.ks = sorted(set(args.k))
     return args
 
 
@@ -33,6 +36,21 @@ def main(argv=None):
     device = pick_device(args.device)
     train, test = eval_split(args, "train", device), eval_split(args, "test", device)
     net, loaded = load_backbone(args.checkpoint, train.norm, device, args.arch, args.format)
+    check_dataset(loaded, args.dataset, args.other_dataset)
+    if max(args.ks) > len(train):
+        raise UserError(f"-k {max(args.ks)}: the {args.dataset} train split has only {len(train)} images")
+    run = run_folder_of(args.checkpoint)
+    save = args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)), "knn")
+    key = {"checkpoint_sha256": loaded.sha256, "dataset": args.dataset, "ks": args.ks, "image_size": args.image_size}
+    place = ResultPlace("knn", key, run, save, args.overwrite, beside=bool(loaded.dataset) and
+                        loaded.dataset != args.dataset)
+    if place.reusable:
+        results = place.reusable["top1"]
+        for k, acc in results.items():
+            print(f"{k}-NN top-1: {acc:.2f}")
+        print(f"already evaluated with these settings: {place.main_summary} (--overwrite computes it again)")
+        return results
+
     dim = loaded.model.feat_dim
     index = KnnIndex(dim, args.backend)   # the train features go straight into the index
     for idx, feats in extract(net, train.loader, args.amp):
@@ -42,22 +60,17 @@ def main(argv=None):
         queries[idx.cpu()] = feats.cpu()
     results = {str(k): acc for k, acc in knn_top1(index, train.labels, queries, test.labels, args.ks).items()}
 
-    run = run_folder_of(args.checkpoint)
-    save = args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)), "knn")
     os.makedirs(save, exist_ok=True)
     epoch = args.epoch if args.epoch is not None else (loaded.epoch or 0)
-    for k, acc in results.items():   # the reference's one-number text files
-        np.savetxt(os.path.join(save, f"nn_{k}_acc_epoch_{int(epoch):03d}.txt"), [acc])
-    summary = {"knn": {"top1": results, "dataset": args.dataset, "checkpoint": os.path.abspath(args.checkpoint),
-                       "backend": index.backend, "epoch": epoch, "arch": loaded.arch}}
-    write_json(os.path.join(save, "summary.json"), summary)
-    if run:
-        merge_summary(run, summary)
+    if not place.beside:
+        for k, acc in results.items():   # the reference's one-number text files
+            np.savetxt(os.path.join(save, f"nn_{k}_acc_epoch_{int(epoch):03d}.txt"), [acc])
+    where = place.write({"top1": results, "dataset": args.dataset, "checkpoint": os.path.abspath(args.checkpoint),
+                         "backend": index.backend, "epoch": epoch, "arch": loaded.arch})
     for k, acc in results.items():
         print(f"{k}-NN top-1: {acc:.2f}")
-    print(f"results written to {save}")
+    print(where)
     return results
-
 
 if __name__ == "__main__":
     main()

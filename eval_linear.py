@@ -14,25 +14,27 @@ from tqdm import tqdm
 
 from core.checkpoint import save_atomic
 from core.cli import exit_on_user_error, pick_device, seed_everything
-from core.jsonio import merge_summary, write_json
-from core.schedule import parse_milestones, set_lr, step_lr
+from core.errors import UserError
+from core.schedule import set_lr, step_lr
+from core.validate import Parser, int_list, non_negative_float, non_negative_int, positive_float, positive_int
 from datasets.feature_cache import CacheMismatchError, FeatureCache, FeatureWriter
-from engine.evaluation import add_backbone_args, eval_split, extract, load_backbone, pooled_features, run_folder_of
+from engine.evaluation import (ResultPlace, add_backbone_args, check_dataset, eval_split, extract, load_backbone,
+                               pooled_features, run_folder_of)
 from engine.loops import topk_correct
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_backbone_args(p)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=1e-4)
-    p.add_argument("--lr-schedule", default="15,30", help="epochs after which the lr is multiplied by 0.1")
+    p.add_argument("--epochs", type=positive_int, default=40)
+    p.add_argument("--lr", type=positive_float, default=0.01)
+    p.add_argument("--momentum", type=non_negative_float, default=0.9)
+    p.add_argument("--wd", "--weight-decay", dest="wd", type=non_negative_float, default=1e-4)
+    p.add_argument("--lr-schedule", type=int_list, default="15,30", help="epochs after which the lr is multiplied by 0.1")
     p.add_argument("--use-cache", action="store_true", help="train on cached centre-crop features")
-    p.add_argument("--eval-every", type=int, default=10, help="evaluate every N epochs (and after the last)")
+    p.add_argument("--eval-every", type=positive_int, default=10, help="evaluate every N epochs (and after the last)")
     p.add_argument("--save", default=None, help="output folder (default: <run>/linear for our checkpoints)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -97,8 +99,21 @@ def main(argv=None):
     device = pick_device(args.device)
     train, test = eval_split(args, "train", device), eval_split(args, "test", device)
     net, loaded = load_backbone(args.checkpoint, train.norm, device, args.arch, args.format)
+    check_dataset(loaded, args.dataset, args.other_dataset)
+    if args.use_cache and len(train) < args.batch_size:   # floor(N / B) batches per epoch, as the reference
+        raise UserError(f"--use-cache with --batch-size {args.batch_size} trains 0 steps: the {args.dataset} train "
+                        f"split has {len(train)} images; lower --batch-size")
     run = run_folder_of(args.checkpoint)
     save = args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)), "linear")
+    key = {"checkpoint_sha256": loaded.sha256, "dataset": args.dataset, "image_size": args.image_size,
+           **{k: getattr(args, k) for k in ("epochs", "lr", "momentum", "wd", "lr_schedule", "use_cache",
+                                            "batch_size", "seed")}}
+    place = ResultPlace("linear", key, run, save, args.overwrite, beside=bool(loaded.dataset) and
+                        loaded.dataset != args.dataset)
+    if place.reusable:
+        print(f"linear top-1 {place.reusable['last']['top1']:.2f} (best {place.reusable['best']['top1']:.2f}): "
+              f"already evaluated with these settings in {place.main_summary} (--overwrite computes it again)")
+        return place.reusable
     os.makedirs(save, exist_ok=True)
     source = {"kind": "backbone", "arch": loaded.arch, "format": loaded.format.name,
               "checkpoint_sha256": loaded.sha256}
@@ -106,7 +121,7 @@ def main(argv=None):
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     head = linear_head(var, mean, num_classes).to(device)
     optimizer = torch.optim.SGD(head.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
-    milestones = parse_milestones(args.lr_schedule)
+    milestones = list(args.lr_schedule)
     generator = torch.Generator().manual_seed(args.seed)
     if cache is None:   # augmented images through the frozen backbone
         aug_loader = eval_split(args, "train", device, purpose="probe", generator=generator).loader
@@ -147,15 +162,14 @@ def main(argv=None):
         log_lines.append(line)
     with open(os.path.join(save, "log.txt"), "a") as f:
         f.write("\n".join(log_lines) + "\n")
+    head_name = os.path.basename(place.path).replace("summary", "linear_head").replace(".json", ".pth")
     save_atomic({"state_dict": head.state_dict(), "epoch": args.epochs, "best": best, "last": last},
-                os.path.join(save, "linear_head.pth"))
-    summary = {"linear": {"last": last, "best": best, "dataset": args.dataset, "use_cache": args.use_cache,
-                          "checkpoint": os.path.abspath(args.checkpoint), "arch": loaded.arch, "epochs": args.epochs}}
-    write_json(os.path.join(save, "summary.json"), summary)
-    if run:
-        merge_summary(run, summary)
-    print(f"linear top-1 {last['top1']:.2f} (best {best['top1']:.2f}); results written to {save}")
-    return summary["linear"]
+                os.path.join(save, head_name))
+    result = {"last": last, "best": best, "dataset": args.dataset, "use_cache": args.use_cache,
+              "checkpoint": os.path.abspath(args.checkpoint), "arch": loaded.arch, "epochs": args.epochs}
+    where = place.write(result)
+    print(f"linear top-1 {last['top1']:.2f} (best {best['top1']:.2f}); {where}")
+    return {**result, "key": key}
 
 
 @torch.no_grad()

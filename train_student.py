@@ -16,7 +16,9 @@ import models
 from core import distributed
 from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
 from core.errors import UserError
-from core.schedule import Schedule, parse_milestones
+from core.schedule import Schedule
+from core.validate import (Parser, int_list, non_negative_float, non_negative_int, positive_float, positive_int,
+                           require, run_folder_path)
 from datasets import imagenet
 from datasets.feature_cache import FeatureCache
 from engine.distill import CachedTeacher, Distiller, FrozenNet, probe_shapes
@@ -26,8 +28,9 @@ from engine.run_folder import RunFolder
 from engine.trainer import Trainer, restart_from_checkpoint
 from models import weights
 
-RECIPE_FLAGS = {"epochs": int, "batch_size": int, "lr": float, "schedule": str, "lr_decay_epochs": str,
-                "lr_decay_rate": float, "momentum": float, "weight_decay": float}
+RECIPE_FLAGS = {"epochs": positive_int, "batch_size": positive_int, "lr": positive_float, "schedule": str,
+                "lr_decay_epochs": int_list, "lr_decay_rate": positive_float, "momentum": non_negative_float,
+                "weight_decay": non_negative_float}
 
 
 def method_defaults_text():
@@ -49,7 +52,7 @@ def recipe_help(field):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, epilog=method_defaults_text(),
+    p = Parser(description=__doc__, epilog=method_defaults_text(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_args(p, datasets.NAMES)
     p.add_argument("--method", "--distill", dest="method", default="kd", help=", ".join(sorted(losses.METHODS)))
@@ -62,9 +65,9 @@ def parse_args(argv=None):
                    help="cached teacher features (cache_features.py output prefix): SimReg without a teacher network")
     p.add_argument("--student", "--model-s", dest="student", default="resnet8x4")
     w = p.add_argument_group("loss weights (default: the method's standard values)")
-    w.add_argument("-r", "--gamma", type=float, default=None, help="cross-entropy weight")
-    w.add_argument("-a", "--alpha", type=float, default=None, help="KD weight")
-    w.add_argument("-b", "--beta", type=float, default=None, help="method weight (SSKD: scales tf and ss)")
+    w.add_argument("-r", "--gamma", type=non_negative_float, default=None, help="cross-entropy weight")
+    w.add_argument("-a", "--alpha", type=non_negative_float, default=None, help="KD weight")
+    w.add_argument("-b", "--beta", type=non_negative_float, default=None, help="method weight (SSKD: scales tf and ss)")
     m = p.add_argument_group("method hyper-parameters (default: the method's own)")
     losses.add_hparam_args(m)
     m.add_argument("--init-cache", default=None,
@@ -74,12 +77,13 @@ def parse_args(argv=None):
                    help="SimReg (teacher, student) augmentations")
     d.add_argument("--single-aug", default=True, action=argparse.BooleanOptionalAction,
                    help="SimReg: one augmented view shared by student and teacher (the paper default)")
-    d.add_argument("--image-size", type=int, default=224, help="crop size")
-    d.add_argument("--workers", type=int, default=8, help="data-loading processes")
+    d.add_argument("--image-size", type=positive_int, default=224, help="crop size")
+    d.add_argument("--workers", type=non_negative_int, default=8, help="data-loading processes")
     o = p.add_argument_group("optimisation (default: the method's recipe)")
     for field, kind in RECIPE_FLAGS.items():
-        o.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=recipe_help(field))
-    o.add_argument("--eval-batch-size", type=int, default=256)
+        o.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=recipe_help(field),
+                       choices=["step", "cosine", "constant"] if field == "schedule" else None)
+    o.add_argument("--eval-batch-size", type=positive_int, default=256)
     add_run_args(p, default_save_dir="./save/students")
     p.set_defaults(save_every=None)
     args = p.parse_args(argv)
@@ -91,6 +95,8 @@ def parse_args(argv=None):
         args.lr = models.default_lr(args.student)
     if args.init_cache is None:
         args.init_cache = os.path.join(args.save_dir, "init_cache")
+    require(not (args.teacher and args.teacher_feats),
+            "give --teacher or --teacher-feats, not both (with cached features the teacher network is not used)")
     return args
 
 
@@ -133,81 +139,78 @@ def distil(args, info, device):
     method_cls = losses.method_class(args.method)
     loss_weights = losses.resolve_weights(args.method, args.gamma, args.alpha, args.beta)
     args.name = args.name or default_name(args, loss_weights)
-    run = RunFolder(os.path.join(args.save_dir, args.name), args.resume, info.is_main, args.save_every,
-                    not args.no_progress)
-    distributed.barrier()   # every process has checked the folder before the first one writes to it
+    with RunFolder(run_folder_path(args.save_dir, args.name), args, args.resume, info.is_main, args.save_every,
+                   not args.no_progress, args.allow_changed_args) as run:
+        distributed.barrier()   # every process has checked the folder before the first one writes to it
 
-    # ============ data ============
-    shard = {"device": device, "rank": info.rank, "world_size": info.world_size, "image_size": args.image_size,
-             "workers": args.workers}
-    generator = torch.Generator().manual_seed(args.seed)
-    train = datasets.build(args.dataset, args.data_root, "train", "train", method_cls.views, generator=generator,
-                           batch_size=per_process_batch(args.batch_size, info.world_size), download=args.download,
-                           aug=args.aug, single_aug=args.single_aug, **shard)
-    test = datasets.build(args.dataset, args.data_root, "test", "eval", batch_size=args.eval_batch_size, **shard)
-    seed_everything(args.seed)
+        # ============ data ============
+        shard = {"device": device, "rank": info.rank, "world_size": info.world_size, "image_size": args.image_size,
+                 "workers": args.workers}
+        generator = torch.Generator().manual_seed(args.seed)
+        train = datasets.build(args.dataset, args.data_root, "train", "train", method_cls.views, generator=generator,
+                               batch_size=per_process_batch(args.batch_size, info.world_size), download=args.download,
+                               aug=args.aug, single_aug=args.single_aug, **shard)
+        test = datasets.build(args.dataset, args.data_root, "test", "eval", batch_size=args.eval_batch_size, **shard)
+        seed_everything(args.seed)
 
-    # ============ distiller: student, frozen teacher, method ============
-    teacher_arch, teacher, teacher_file = build_teacher(args, train, device)
-    student = models.create(args.student, train.num_classes).to(device)
-    probed = teacher.net if isinstance(teacher, FrozenNet) else teacher
-    ctx = losses.Context(
-        probe_shapes(student, train.image_shape, device, False), probe_shapes(probed, train.image_shape, device, False),
-        probe_shapes(student, train.image_shape, device, True), probe_shapes(probed, train.image_shape, device, True),
-        args.student, teacher_arch, train.num_classes, len(train), train.labels, lr=args.lr, seed=args.seed,
-        epochs=args.epochs)
-    given = {h.name: getattr(args, h.name) for h in method_cls.declared_hparams() if getattr(args, h.name) is not None}
-    method = losses.build(args.method, ctx, loss_weights, given).to(device)
-    distiller = Distiller(student, method, teacher, amp=args.amp)
-    run.meta = {"arch": args.student, "num_classes": train.num_classes, "dataset": args.dataset,
-                "method": args.method, "teacher_arch": teacher_arch, "hparams": dict(method.hp),
-                "weights": {"ce": loss_weights.ce, "kd": loss_weights.kd, "distill": loss_weights.distill}}
-    run.open(args, args.seed)
-    ignored = sorted(h.name for h, _ in losses.hparam_defaults().values()
-                     if getattr(args, h.name) is not None and h.name not in given)
-    if ignored:
-        run.log(f"note: {', '.join(ignored)} are not hyper-parameters of {args.method} and were ignored")
-    told = ""
-    if method_cls.trains_classifier:
-        distiller.eval()
-        run.meta["teacher_top1"] = evaluate(distiller.classify_with_teacher, test.loader)["top1"]
-        told = f", test top-1 {run.meta['teacher_top1']:.2f}"
-    run.log(f"{args.method}: teacher {teacher_arch} ({args.teacher_feats or args.teacher}{told}) -> student "
-            f"{args.student} on {args.dataset}, weights ce {loss_weights.ce:g} kd {loss_weights.kd:g} method "
-            f"{loss_weights.distill:g}, on {device} x {info.world_size} process(es); writing to {run.folder}")
+        # ============ distiller: student, frozen teacher, method ============
+        teacher_arch, teacher, teacher_file = build_teacher(args, train, device)
+        student = models.create(args.student, train.num_classes).to(device)
+        probed = teacher.net if isinstance(teacher, FrozenNet) else teacher
+        ctx = losses.Context(
+            probe_shapes(student, train.image_shape, device, False), probe_shapes(probed, train.image_shape, device, False),
+            probe_shapes(student, train.image_shape, device, True), probe_shapes(probed, train.image_shape, device, True),
+            args.student, teacher_arch, train.num_classes, len(train), train.labels, lr=args.lr, seed=args.seed,
+            epochs=args.epochs)
+        given = {h.name: getattr(args, h.name) for h in method_cls.declared_hparams() if getattr(args, h.name) is not None}
+        method = losses.build(args.method, ctx, loss_weights, given).to(device)
+        distiller = Distiller(student, method, teacher, amp=args.amp)
+        run.meta = {"arch": args.student, "num_classes": train.num_classes, "dataset": args.dataset,
+                    "method": args.method, "teacher_arch": teacher_arch, "hparams": dict(method.hp),
+                    "weights": {"ce": loss_weights.ce, "kd": loss_weights.kd, "distill": loss_weights.distill}}
+        run.open(args, args.seed)
+        ignored = sorted(h.name for h, _ in losses.hparam_defaults().values()
+                         if getattr(args, h.name) is not None and h.name not in given)
+        if ignored:
+            run.log(f"note: {', '.join(ignored)} are not hyper-parameters of {args.method} and were ignored")
+        told = ""
+        if method_cls.trains_classifier:
+            distiller.eval()
+            run.meta["teacher_top1"] = evaluate(distiller.classify_with_teacher, test.loader)["top1"]
+            told = f", test top-1 {run.meta['teacher_top1']:.2f}"
+        run.log(f"{args.method}: teacher {teacher_arch} ({args.teacher_feats or args.teacher}{told}) -> student "
+                f"{args.student} on {args.dataset}, weights ce {loss_weights.ce:g} kd {loss_weights.kd:g} method "
+                f"{loss_weights.distill:g}, on {device} x {info.world_size} process(es); writing to {run.folder}")
 
-    # ============ init phase (AB, FT, FSP, SSKD's teacher head): run, or reuse its result ============
-    phase = method.init_phase(student, ctx)
-    if phase is not None:
-        phase_test = datasets.build(args.dataset, args.data_root, "test", "eval", phase.views,
-                                    batch_size=args.eval_batch_size, **shard) if phase.evaluate else None
-        cache = init_cache_path(args.init_cache, args.method, {
-            "teacher": teacher_file.sha256, "student": args.student, "dataset": args.dataset, "seed": args.seed,
-            "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
-            "weight_decay": args.weight_decay, "hparams": method.hp})
-        reuse_or_run_init(distiller, phase, train.loader, phase_test and phase_test.loader, run, cache,
-                          args.momentum, args.weight_decay)
+        # ============ init phase (AB, FT, FSP, SSKD's teacher head): run, or reuse its result ============
+        phase = method.init_phase(student, ctx)
+        if phase is not None:
+            phase_test = datasets.build(args.dataset, args.data_root, "test", "eval", phase.views,
+                                        batch_size=args.eval_batch_size, **shard) if phase.evaluate else None
+            cache = init_cache_path(args.init_cache, args.method, {
+                "teacher": teacher_file.sha256, "student": args.student, "dataset": args.dataset, "seed": args.seed,
+                "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
+                "weight_decay": args.weight_decay, "hparams": method.hp})
+            reuse_or_run_init(distiller, phase, train.loader, phase_test and phase_test.loader, run, cache,
+                              args.momentum, args.weight_decay)
 
-    # ============ optimizer, and the last checkpoint if the run continues ============
-    distiller.parallelize(info, device, args.sync_bn, args.data_parallel)
-    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=args.lr, momentum=args.momentum,
-                                weight_decay=args.weight_decay)
-    schedule = Schedule(args.schedule, args.lr, args.epochs, tuple(parse_milestones(args.lr_decay_epochs)), args.lr_decay_rate)
-    trainer = Trainer(distiller, optimizer, (train.loader, test.loader if method_cls.trains_classifier else None),
-                      schedule, run)
-    restart_from_checkpoint(run, trainer)
+        # ============ optimizer, and the last checkpoint if the run continues ============
+        distiller.parallelize(info, device, args.sync_bn, args.data_parallel)
+        optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=args.lr, momentum=args.momentum,
+                                    weight_decay=args.weight_decay)
+        schedule = Schedule(args.schedule, args.lr, args.epochs, tuple(int_list(args.lr_decay_epochs)), args.lr_decay_rate)
+        trainer = Trainer(distiller, optimizer, (train.loader, test.loader if method_cls.trains_classifier else None),
+                          schedule, run, args.ckpt_every_minutes)
+        restart_from_checkpoint(run, trainer)
 
-    # ============ the epochs ============
-    try:
+        # ============ the epochs ============
         summary = trainer.fit()
-    finally:
-        run.close()
-    if "best" in summary:
-        run.log(f"done: last top-1 {summary['last']['top1']:.2f}, best top-1 {summary['best']['top1']:.2f} "
-                f"(epoch {summary['best']['epoch']}); run folder {run.folder}")
-    else:
-        run.log(f"done: last train loss {summary['last']['train_loss']:.4f}; run folder {run.folder}")
-    return summary
+        if "best" in summary:
+            run.log(f"done: last top-1 {summary['last']['top1']:.2f}, best top-1 {summary['best']['top1']:.2f} "
+                    f"(epoch {summary['best']['epoch']}); run folder {run.folder}")
+        else:
+            run.log(f"done: last train loss {summary['last']['train_loss']:.4f}; run folder {run.folder}")
+        return summary
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
-"""Checkpoint files: atomic saving, safe loading (`weights_only=True` always) and strict
-state_dict loading with one readable report of every mismatch."""
+"""Checkpoint files: atomic saving, safe loading (`weights_only=True` always, with an explicit
+allowlist of the harmless types that published checkpoints carry) and strict state_dict loading
+with one readable report of every mismatch."""
+import argparse
+import errno
+import glob
 import hashlib
 import os
 import pickle
 import random
+import re
+import shutil
 import tempfile
 import zipfile
 
@@ -11,43 +17,146 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .jsonio import TEMPORARY_PREFIX
 
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
 
 
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _write_failure(path, error):
+    """The one message for a write that failed (full disk, read-only or forbidden folder)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    code = getattr(error, "errno", None)
+    try:
+        full = shutil.disk_usage(folder).free < (1 << 20)
+    except OSError:
+        full = False
+    if code == errno.ENOSPC or full:
+        reason = "no space left on device"
+    elif code == errno.EROFS:
+        reason = "the file system is read-only"
+    elif code in (errno.EACCES, errno.EPERM):
+        reason = "permission denied"
+    else:
+        reason = f"the write failed ({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+    previous = "the previous checkpoint is intact" if os.path.exists(path) else "nothing was written"
+    return CheckpointError(f"{reason} while writing {path}; {previous}")
+
+
 def save_atomic(obj, path):
     """Write to a temporary file in the same folder, then rename: a crash mid-write never leaves
-    a truncated checkpoint behind, and the previous file survives until the new one is complete."""
+    a truncated checkpoint behind, and the previous file survives until the new one is complete.
+    A failed write (full disk, read-only folder) is one CheckpointError naming the file."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pth")
+    tmp = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMPORARY_PREFIX, suffix=".pth")
+        os.chmod(tmp, 0o666 & ~_umask())   # like every other record, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        _discard(tmp)
+        if isinstance(e, RuntimeError) and "write" not in str(e) and "enforce fail" not in str(e):
+            raise   # not an I/O failure
+        raise _write_failure(path, e) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _discard(tmp)
         raise
 
 
+def _discard(tmp):
+    if tmp is not None and os.path.exists(tmp):
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+
+
+def remove_temporaries(folder):
+    """Delete what interrupted atomic writes left in `folder` (a process killed mid-write cannot
+    clean up after itself); call it only while holding the folder's lock."""
+    removed = []
+    for tmp in glob.glob(os.path.join(glob.escape(folder), TEMPORARY_PREFIX + "*")):
+        try:
+            os.remove(tmp)
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _numpy_globals():
+    """numpy's scalar, array and dtype constructors under both module names (numpy < 2 writes
+    numpy.core.multiarray, numpy >= 2 numpy._core.multiarray): they rebuild numbers and arrays of
+    numbers from bytes and run no other code."""
+    multiarray = getattr(np, "_core", None) or np.core
+    entries = []
+    for name in ("scalar", "_reconstruct"):
+        fn = getattr(multiarray.multiarray, name)
+        entries += [(fn, f"numpy.core.multiarray.{name}"), (fn, f"numpy._core.multiarray.{name}")]
+    entries += [np.ndarray, np.dtype]
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:   # numpy >= 1.25 may name a dtype by its class
+        entries += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    return entries
+
+
+# The types beyond tensors and plain containers that real checkpoints hold: numpy scalars and
+# arrays (RepDistiller's `accuracy`, mdistiller's `best_acc` under current numpy), numpy dtypes,
+# and the run's argparse.Namespace (`opt` in RepDistiller's <arch>_last.pth and SimReg's
+# checkpoints). Anything else is refused by name.
+SAFE_GLOBALS = [argparse.Namespace, *_numpy_globals()]
+ALLOWLIST_NAMES = ("argparse.Namespace", "numpy scalars (numpy.core / numpy._core .multiarray.scalar)",
+                   "numpy arrays (multiarray._reconstruct, numpy.ndarray)", "numpy.dtype and numpy.dtypes.*")
+
+
+def _supported_entries():
+    """Tuples (object, name) need torch >= 2.6; older versions take the objects alone."""
+    version = tuple(int(x) for x in re.findall(r"\d+", torch.__version__)[:2])
+    if version >= (2, 6):
+        return SAFE_GLOBALS
+    return [e[0] if isinstance(e, tuple) else e for e in SAFE_GLOBALS]
+
+
+def _safe_load(path, map_location):
+    ser = torch.serialization
+    if hasattr(ser, "safe_globals"):
+        with ser.safe_globals(_supported_entries()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    if hasattr(ser, "add_safe_globals"):
+        ser.add_safe_globals(_supported_entries())
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load_file(path, map_location="cpu"):
-    """torch.load with weights_only=True; every failure becomes one CheckpointError that names
-    the file and the reason (missing, truncated, or holding objects that would run code)."""
+    """torch.load with weights_only=True and the allowlist above; every failure becomes one
+    CheckpointError that names the file and the reason (missing, truncated, or holding a Python
+    global that is not on the allowlist, named)."""
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return _safe_load(path, map_location)
     except pickle.UnpicklingError as e:
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f"the Python global '{found.group(1)}'" if found else "Python objects beyond tensors"
         raise CheckpointError(
-            f"refusing to load {path}: it holds Python objects beyond tensors and plain "
-            f"containers, which could run code on load (weights_only=True rejected it: "
-            f"{str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+            f"refusing to load {path}: it holds {what}, which is not a tensor, a plain container or one "
+            f"of the allowlisted harmless types, and could run code on load") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, UnicodeDecodeError,
+            AttributeError, TypeError, IndexError, KeyError) as e:
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated or not a PyTorch "
             f"checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None

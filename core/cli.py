@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import Interrupted, UserError
+from .validate import non_negative_int, positive_float
 
 
 def add_data_args(parser, datasets, default="cifar100"):
@@ -24,10 +25,18 @@ def add_run_args(parser, default_save_dir):
     g.add_argument("--save-dir", default=default_save_dir, help="parent folder of experiment folders")
     g.add_argument("--name", default=None, help="experiment folder name (default: derived from the arguments)")
     g.add_argument("--trial", default="0", help="trial label used in the default folder name")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=non_negative_int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--resume", action="store_true", help="continue the run in the experiment folder")
-    g.add_argument("--save-every", type=int, default=40, help="also keep ckpt/epoch_N.pth every N epochs (0: never)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in the experiment folder (from its last checkpoint, or from scratch "
+                        "when it stopped before its first one)")
+    g.add_argument("--allow-changed-args", action="store_true",
+                   help="let --resume continue with hyper-parameters other than the recorded ones (recorded in args.json)")
+    g.add_argument("--ckpt-every-minutes", type=positive_float, default=None,
+                   help="also save a mid-epoch checkpoint every N minutes (SIGTERM / SIGUSR1 always save one, then "
+                        "the run exits with code 75)")
+    g.add_argument("--save-every", type=non_negative_int, default=40,
+                   help="also keep ckpt/epoch_N.pth every N epochs (0: never)")
     g.add_argument("--amp", action="store_true", help="mixed precision (float16) on CUDA")
     g.add_argument("--no-progress", action="store_true", help="hide tqdm progress bars")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun (CUDA)")
@@ -46,7 +55,10 @@ def per_process_batch(batch_size, world_size):
 def pick_device(name):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device {name}: not a device (auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
     return device
@@ -59,13 +71,17 @@ def seed_everything(seed):
 
 
 def exit_on_user_error(main):
-    """Decorator for a script's main(): a UserError prints 'error: ...' and exits with code 2;
-    every other exception keeps its traceback."""
+    """Decorator for a script's main(): a UserError prints 'error: ...' (one line) and exits with
+    code 2; an Interrupted run prints where it stopped and exits with code 75; every other
+    exception keeps its traceback."""
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
             return main(*args, **kwargs)
         except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print("error: " + " ".join(str(e).split("\n")).replace("  ", " "), file=sys.stderr)
             sys.exit(2)
+        except Interrupted as e:
+            print(f"stopped: {e}", file=sys.stderr)
+            sys.exit(Interrupted.exit_code)
     return run

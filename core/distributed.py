@@ -57,6 +57,10 @@ def unwrap(module):
     return module.module if isinstance(module, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else module
 
 
+def is_distributed():
+    return dist.is_available() and dist.is_initialized()
+
+
 def all_reduce_sum_tensor(tensor):
     """Element-wise sum of a tensor over all processes, returned on the tensor's device
     (identity when not distributed)."""

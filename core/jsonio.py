@@ -1,6 +1,11 @@
 """JSON records written atomically (args.json, summary.json, evaluation results)."""
 import json
 import os
+import tempfile
+
+from .errors import UserError
+
+TEMPORARY_PREFIX = ".tmp_"   # the prefix every interrupted atomic write leaves behind (cleaned under the run lock)
 
 
 def _jsonable(value):
@@ -14,16 +19,33 @@ def _jsonable(value):
 
 
 def write_json(path, obj):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    """Atomic: a temporary file in the same folder, renamed over `path` once complete."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMPORARY_PREFIX, suffix=".json")
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        with os.fdopen(fd, "w") as f:
+            json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class RecordError(UserError, ValueError):
+    """A JSON record (args.json, summary.json, a cache index) that cannot be read."""
 
 
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError as e:
+        raise RecordError(f"cannot read {path}: it is not valid JSON ({e}); the file is damaged") from None
 
 
 def merge_summary(folder, summary, name="summary.json"):

@@ -4,6 +4,12 @@ which the checkpoint stores."""
 import math
 from dataclasses import dataclass
 
+from .errors import UserError
+
+
+class ScheduleError(UserError, ValueError):
+    pass
+
 
 def step_lr(base_lr, epoch, milestones, gamma=0.1):
     """RepDistiller / SSKD: x gamma for every milestone m with epoch > m (so 150 -> from epoch 151)."""
@@ -26,7 +32,13 @@ class Schedule:
 
     def __post_init__(self):
         if self.kind not in ("step", "cosine", "constant"):
-            raise ValueError(f"unknown schedule '{self.kind}'")
+            raise ScheduleError(f"unknown schedule '{self.kind}'; choose step, cosine or constant")
+        if not self.epochs >= 1:
+            raise ScheduleError(f"--epochs {self.epochs}: must be at least 1")
+        if not self.base_lr > 0:
+            raise ScheduleError(f"--lr {self.base_lr}: must be greater than 0")
+        if not self.gamma > 0:
+            raise ScheduleError(f"--lr-decay-rate {self.gamma}: must be greater than 0")
 
     def lr(self, epoch):
         if self.kind == "step":
@@ -50,4 +62,10 @@ def parse_milestones(text):
     """'150,180,210' -> [150, 180, 210]; '' -> []; a list or tuple is returned as a list."""
     if isinstance(text, (list, tuple)):
         return [int(x) for x in text]
-    return [int(x) for x in str(text).split(",") if x.strip()]
+    try:
+        values = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ScheduleError(f"milestones '{text}': expected comma-separated epoch numbers, e.g. 150,180,210") from None
+    if any(v < 1 for v in values):
+        raise ScheduleError(f"milestones '{text}': every epoch number must be at least 1")
+    return values

@@ -34,7 +34,7 @@ class Split:
     """One split of a data set: its loader and what a model, a method or a cache needs to know."""
     dataset: str
     split: str             # 'train', or the held-out split's own name ('test' in memory, 'val' for folders)
-    loader: object         # iterable of batch dicts; .generator, set_epoch(epoch), len()
+    loader: object         # iterable of batch dicts; .generator, .epoch_state, resume_at(state, step), len()
     labels: torch.Tensor   # CPU int64, in dataset order
     num_classes: int
     image_shape: tuple

@@ -65,6 +65,12 @@ class FeatureWriter:
         self.array[idx] = feats.detach().float().cpu().numpy().astype(np.float16)
         self.written[idx] = True
 
+    def abort(self):
+        """Remove a cache that failed midway (its index was never written, so nothing used it)."""
+        del self.array
+        if self.create and os.path.exists(self.npy):
+            os.remove(self.npy)
+
     def close(self):
         self.array.flush()
         del self.array
@@ -86,12 +92,23 @@ class FeatureCache:
         self.npy, self.meta_path = paths(prefix)
         if not (os.path.isfile(self.npy) and os.path.isfile(self.meta_path)):
             raise CacheMismatchError(f"no complete feature cache at {prefix} (expected {self.npy} and {self.meta_path})")
-        with open(self.meta_path) as f:
-            self.meta = json.load(f)
-        if self.meta.get("format") != FORMAT:
+        try:
+            with open(self.meta_path) as f:
+                self.meta = json.load(f)
+        except (OSError, ValueError) as e:
+            raise CacheMismatchError(f"cannot read {self.meta_path}: not a JSON index ({e})") from None
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
             raise CacheMismatchError(f"{self.meta_path} is not a feature cache of this project")
-        self.array = np.load(self.npy, mmap_mode="r")
-        self.dim = self.meta["dim"]
+        try:   # allow_pickle=False: a .npy holding Python objects is refused, never unpickled
+            self.array = np.load(self.npy, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise CacheMismatchError(f"cannot read {self.npy}: truncated or not a .npy array "
+                                     f"({str(e).splitlines()[0]})") from None
+        self.dim = self.meta.get("dim")
+        expected = (self.meta.get("num_samples"), self.dim)
+        if self.array.ndim != 2 or tuple(self.array.shape) != expected:
+            raise CacheMismatchError(f"{self.npy} holds an array of shape {tuple(self.array.shape)}, its index "
+                                     f"{self.meta_path} says {expected}: the cache is damaged; write it again")
 
     def check(self, identity, source=None):
         """Refuse a cache written for another dataset (or, when `source` is given, by another model)."""

@@ -1,15 +1,16 @@
 """ImageNet (and ImageNet-100) as torchvision ImageFolders `<root>/train` and `<root>/val`, with
 SimReg's augmentations and view pairing and a loader of dict batches."""
+import math
 import os
 import random
 
 import torch
-from PIL import ImageFilter
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+from PIL import Image, ImageFilter
+from torch.utils.data import DataLoader
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
-from .errors import DatasetNotFoundError
+from .errors import DatasetError, DatasetNotFoundError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -32,13 +33,52 @@ def split_folder(root, split):
     return path
 
 
-class IndexedImageFolder(tv_datasets.ImageFolder):
-    """ImageFolder whose items are (views, label, index); `views` is what the transform returns."""
+class Unreadable:
+    """What a worker returns for an image it cannot decode: the main process raises one
+    DatasetError naming the file (an exception raised in a worker would arrive wrapped in the
+    worker's traceback)."""
 
-    def __getitem__(self, index):
+    def __init__(self, path, reason):
+        self.path, self.reason = path, reason
+
+
+def sample_seed(epoch_seed, index):
+    """The seed of one sample's augmentation in one epoch: a function of the epoch's seed and the
+    sample's index only, so the augmentation does not depend on the worker that loads it, and a
+    run that resumes mid-epoch draws the same crops."""
+    return (epoch_seed * 1_000_003 + index * 2_654_435_761) % (2 ** 63)
+
+
+class IndexedImageFolder(tv_datasets.ImageFolder):
+    """ImageFolder whose items are (views, label, index); `views` is what the transform returns.
+    A key (index, epoch_seed) draws the sample's augmentation from its own seed (`sample_seed`);
+    the process's random generators are left as they were."""
+
+    def __init__(self, root, transform=None):
+        try:
+            super().__init__(root, transform=transform)
+        except FileNotFoundError as e:   # a class folder without images
+            raise DatasetError(f"{root}: {str(e).splitlines()[0]}") from None
+
+    def __getitem__(self, key):
+        index, epoch_seed = key if isinstance(key, tuple) else (key, None)
         path, label = self.samples[index]
-        img = self.loader(path)
-        return self.transform(img), label, index
+        try:
+            img = self.loader(path)
+            img.load()
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+            return Unreadable(path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"), label, index
+        if epoch_seed is None:
+            return self.transform(img), label, index
+        torch_state, python_state = torch.get_rng_state(), random.getstate()
+        seed = sample_seed(epoch_seed, index)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        try:
+            return self.transform(img), label, index
+        finally:
+            torch.set_rng_state(torch_state)
+            random.setstate(python_state)
 
     def file_names(self):
         return [os.path.relpath(p, self.root) for p, _ in self.samples]
@@ -129,6 +169,9 @@ def simreg_views(aug, single, size=224):
 
 # ------------------------------------------------------------------------------ loader
 def _collate(items):
+    bad = next((v for v, _, _ in items if isinstance(v, Unreadable)), None)
+    if bad is not None:
+        return bad
     views, labels, index = zip(*items)
     if isinstance(views[0], tuple):   # (student view, teacher view or None)
         student = torch.stack([v[0] for v in views])
@@ -138,37 +181,77 @@ def _collate(items):
     return (student, teacher), torch.tensor(labels), torch.tensor(index)
 
 
+class _LoadBatch:
+    """Runs in the workers: loads and collates the samples of one batch of keys."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __call__(self, keys):
+        return _collate([self.dataset[k] for k in keys])
+
+
 class FolderLoader:
     """Batches {'image', 'image_t' (teacher view, when different), 'label', 'index'} on `device`
-    from an IndexedImageFolder: a seeded sampler (DistributedSampler under torchrun), worker
-    processes, `drop_last` for training as the reference."""
+    from an IndexedImageFolder, loaded by worker processes. For training, each epoch draws from
+    `generator` a sample order and an epoch seed from which every sample's augmentation is seeded
+    (`sample_seed`), so an epoch is a function of the generator's state alone: the checkpoint
+    stores it, and a run resumes bit for bit, even mid-epoch (`resume_at`). Under torchrun every
+    rank draws the same order and takes its strided share (training padded as DistributedSampler,
+    evaluation not padded, so summed counts cover every sample once); training drops the last
+    incomplete batch, as the reference."""
 
     def __init__(self, dataset, batch_size, train, device="cpu", generator=None, workers=4, rank=0,
                  world_size=1, drop_last=None):
         self.dataset, self.train, self.device = dataset, train, torch.device(device)
+        self.batch_size, self.workers = batch_size, workers
+        self.rank, self.world_size = rank, world_size
+        self.drop_last = train if drop_last is None else drop_last
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        if world_size > 1:
-            self.sampler = DistributedSampler(dataset, world_size, rank, shuffle=train,
-                                              seed=int(torch.randint(0, 2 ** 31, (1,), generator=self.generator)),
-                                              drop_last=False)
-        elif train:
-            self.sampler = RandomSampler(dataset, generator=self.generator)
-        else:
-            self.sampler = SequentialSampler(dataset)
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
-                                 collate_fn=_collate, pin_memory=self.device.type == "cuda",
-                                 drop_last=train if drop_last is None else drop_last,
-                                 generator=self.generator, persistent_workers=False)
+        self.epoch_state = self.generator.get_state()
+        self._resume = None
 
-    def set_epoch(self, epoch):
-        if isinstance(self.sampler, DistributedSampler):
-            self.sampler.set_epoch(epoch)
+    def resume_at(self, epoch_state, step):
+        """Make the next pass the epoch that began with the generator at `epoch_state`, from batch
+        `step` on."""
+        self._resume = (epoch_state, step)
+
+    def _keys(self):
+        n = len(self.dataset)
+        if not self.train:
+            return list(range(n))[self.rank::self.world_size]
+        order = torch.randperm(n, generator=self.generator).tolist()
+        epoch_seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.generator))
+        if self.world_size > 1:
+            per_rank = math.ceil(n / self.world_size)
+            order = (order + order[: per_rank * self.world_size - n])[self.rank::self.world_size]
+        return [(i, epoch_seed) for i in order]
 
     def __len__(self):
-        return len(self.loader)
+        n = len(self.dataset)
+        n = math.ceil(n / self.world_size) if self.train else len(range(self.rank, n, self.world_size))
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        for (student, teacher), labels, index in self.loader:
+        skip = 0
+        if self._resume is not None:
+            (state, skip), self._resume = self._resume, None
+            self.generator.set_state(state)
+        self.epoch_state = self.generator.get_state()
+        keys = self._keys()
+        if self.drop_last:
+            keys = keys[: len(keys) // self.batch_size * self.batch_size]
+        keys = keys[skip * self.batch_size:]
+        if not keys:
+            return
+        # the loader's own base seed would come from the global generator: give it a private one
+        loader = DataLoader(keys, batch_size=self.batch_size, num_workers=self.workers,
+                            collate_fn=_LoadBatch(self.dataset),
+                            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(0))
+        for item in loader:
+            if isinstance(item, Unreadable):
+                raise DatasetError(f"cannot read image {item.path}: {item.reason}")
+            (student, teacher), labels, index = item
             batch = {"image": student.to(self.device, non_blocking=True),
                      "label": labels.to(self.device), "index": index.to(self.device)}
             if teacher is not None:

@@ -73,6 +73,14 @@ class InMemoryLoader:
         self.images = image_set.images.to(self.device)
         self.labels = image_set.labels.to(self.device)
         self._draws = None
+        self.epoch_state = self.generator.get_state()   # the generator as the current epoch began
+        self._resume = None
+
+    def resume_at(self, epoch_state, step):
+        """Make the next pass the epoch that began with the generator at `epoch_state`, from batch
+        `step` on (a mid-epoch checkpoint): the same order and augmentation, the first `step`
+        batches skipped."""
+        self._resume = (epoch_state, step)
 
     def _epoch_order(self):
         n = len(self.set)
@@ -93,8 +101,13 @@ class InMemoryLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
+        skip = 0
+        if self._resume is not None:
+            (state, skip), self._resume = self._resume, None
+            self.generator.set_state(state)
+        self.epoch_state = self.generator.get_state()
         order = self._epoch_order()
-        for start in range(0, len(order), self.batch_size):
+        for start in range(skip * self.batch_size, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
                 break

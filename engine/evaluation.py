@@ -2,12 +2,17 @@
 the shared flags, the model to evaluate from any supported checkpoint (frozen, re-normalising its
 input when it was trained with other constants than the data's), the un-augmented splits, and
 batched extraction of pooled features."""
+import hashlib
+import json
 import os
 
 import torch
 
 import datasets
+from core.errors import UserError
+from core.jsonio import merge_summary, read_json, write_json
 from core.precision import autocast
+from core.validate import non_negative_int, positive_int
 from models import weights
 
 from .distill import FrozenNet
@@ -24,10 +29,15 @@ def add_backbone_args(parser, checkpoint_flags=("--checkpoint", "--weights"), ar
                         choices=["auto", *weights.FORMAT_NAMES], help="checkpoint layout (models/weights.py)")
     parser.add_argument("--dataset", default="imagenet", choices=datasets.NAMES)
     parser.add_argument("--data-root", default="./data")
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--image-size", type=positive_int, default=224)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--workers", type=non_negative_int, default=8)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing result or cache made with other settings (default: keep it)")
+    parser.add_argument("--other-dataset", action="store_true",
+                        help="evaluate on another data set than the checkpoint was trained on (the result is kept "
+                             "beside the run's own)")
 
 
 def eval_split(args, split, device, purpose="eval", generator=None, rank=0, world_size=1):
@@ -63,3 +73,42 @@ def run_folder_of(checkpoint):
     if os.path.basename(ckpt_dir) == "ckpt" and os.path.isfile(os.path.join(os.path.dirname(ckpt_dir), "args.json")):
         return os.path.dirname(ckpt_dir)
     return None
+
+
+def check_dataset(loaded, dataset, allowed):
+    """A checkpoint that records its data set is evaluated on that one, unless `allowed`."""
+    if loaded.dataset and loaded.dataset != dataset and not allowed:
+        raise UserError(f"{loaded.path} was trained on {loaded.dataset}, not on --dataset {dataset}; pass "
+                        f"--other-dataset to evaluate it there anyway (the result is kept beside the run's own)")
+
+
+class ResultPlace:
+    """Where an evaluation result goes, and whether one already exists. A result is keyed by what
+    it depends on (the checkpoint's SHA-256, the data set, the settings); the run's summary.json
+    (or <save>/summary.json for a foreign checkpoint) holds one per tool. A stored result with the
+    same key is reused; one with another key is never replaced silently: the new result is kept
+    beside it in <save>/summary_<key hash>.json, unless `overwrite`."""
+
+    def __init__(self, name, key, run, save, overwrite, beside=False):
+        self.name, self.key, self.run, self.save, self.overwrite = name, key, run, save, overwrite
+        self.main_summary = os.path.join(run, "summary.json") if run else os.path.join(save, "summary.json")
+        stored = read_json(self.main_summary).get(name) if os.path.isfile(self.main_summary) else None
+        self.stored = stored if isinstance(stored, dict) else None
+        self.reusable = (self.stored if self.stored is not None and self.stored.get("key") == key
+                         and not overwrite and not beside else None)
+        taken = self.stored is not None and self.stored.get("key") != key
+        self.beside = beside or (taken and not overwrite)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+        self.path = os.path.join(save, f"summary_{digest}.json" if self.beside else "summary.json")
+
+    def write(self, result):
+        """Store `result` (a dict, given its key here); returns a sentence saying where."""
+        record = {self.name: {**result, "key": self.key}}
+        os.makedirs(self.save, exist_ok=True)
+        write_json(self.path, record)
+        if self.beside:
+            return (f"results written to {self.path}; {self.main_summary} keeps its earlier {self.name} result "
+                    f"(other checkpoint, data set or settings; --overwrite replaces it)")
+        if self.run:
+            merge_summary(self.run, record)
+        return f"results written to {self.path}" + (f" and {self.main_summary}" if self.run else "")

@@ -2,6 +2,9 @@
 of the Distiller, `distiller(batch, epoch) -> (terms, logits)`, where `terms` is a dict of named,
 already-weighted loss tensors: the loop sums them, logs each, and never knows which method
 produced them."""
+from dataclasses import dataclass, field
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -41,15 +44,28 @@ def evaluate(classify, loader, amp=False):
     return {"top1": 100.0 * correct1 / n, "top5": 100.0 * correct5 / n, "loss": loss_sum / n}
 
 
+@dataclass
+class EpochProgress:
+    """How far an epoch got: steps done and the running sums of its logged terms (on the device),
+    so that a paused epoch continues to the same epoch means."""
+    step: int = 0
+    sums: dict = field(default_factory=dict)
+    count: int = 0
+    correct1: Optional[torch.Tensor] = None
+
+
 def train_one_epoch(distiller, loader, optimizer, epoch, scaler=None, check_every=20, desc="train",
-                    show_progress=True):
-    """One pass over `loader`. Loss terms are accumulated on the device and checked for NaN/inf
-    every `check_every` steps (fewer host syncs); a non-finite loss raises NonFiniteLossError
-    before the epoch's checkpoint is written, so nothing saved is affected."""
-    sums, count, correct1 = {}, 0, None
+                    show_progress=True, progress=None, pause=None):
+    """One pass over `loader`, or the rest of one: `progress` is where a paused pass stopped (the
+    loader must then start at that step). Loss terms are accumulated on the device and checked for
+    NaN/inf every `check_every` steps (fewer host syncs); a non-finite loss raises
+    NonFiniteLossError before the epoch's checkpoint is written, so nothing saved is affected.
+    After each step `pause(step)` may ask to stop: the pass then returns (None, progress);
+    otherwise it returns (epoch statistics, None)."""
+    p = progress or EpochProgress()
     bar = tqdm(loader, desc=f"{desc} epoch {epoch}", leave=False, disable=not show_progress,
-               dynamic_ncols=True)
-    for it, batch in enumerate(bar, 1):
+               dynamic_ncols=True, initial=p.step, total=len(loader))
+    for it, batch in enumerate(bar, p.step + 1):
         terms, logits = distiller(batch, epoch)
         loss = sum(terms.values())
         optimizer.zero_grad(set_to_none=True)
@@ -63,27 +79,31 @@ def train_one_epoch(distiller, loader, optimizer, epoch, scaler=None, check_ever
             distiller.sync_gradients()
             optimizer.step()
         bs = len(batch["label"])
-        count += bs
+        p.count += bs
         for name, value in terms.items():
-            sums[name] = sums.get(name, 0.0) + value.detach().float() * bs
+            p.sums[name] = p.sums.get(name, 0.0) + value.detach().float() * bs
         if logits is not None:
             c1 = topk_correct(logits.detach(), batch["label"], ks=(1,))[0]
-            correct1 = c1 if correct1 is None else correct1 + c1
+            p.correct1 = c1 if p.correct1 is None else p.correct1 + c1
+        p.step = it
         if it % check_every == 0 or it == len(loader):
-            means = {k: (v / count).item() for k, v in sums.items()}
+            means = {k: (v / p.count).item() for k, v in p.sums.items()}
             if not all(torch.isfinite(torch.tensor(list(means.values()) or [0.0]))):
                 raise NonFiniteLossError(
                     f"non-finite loss in epoch {epoch} by step {it}: "
                     + ", ".join(f"{k}={v:.4g}" for k, v in means.items())
-                    + ". The run stops here; the last checkpoint (previous epoch) is untouched.")
+                    + ". The run stops here; the last checkpoint is untouched.")
             bar.set_postfix({k: f"{v:.4f}" for k, v in means.items()})
+        if pause is not None and it < len(loader) and pause(it):
+            bar.close()
+            return None, p
     # epoch means over all processes
-    names = sorted(sums)
-    totals = all_reduce_sum([sums[k].item() for k in names] + [float(count)]
-                            + [correct1.item() if correct1 is not None else 0.0])
+    names = sorted(p.sums)
+    totals = all_reduce_sum([p.sums[k].item() for k in names] + [float(p.count)]
+                            + [p.correct1.item() if p.correct1 is not None else 0.0])
     count = max(totals[len(names)], 1.0)
     stats = {k: totals[i] / count for i, k in enumerate(names)}
     stats["loss"] = sum(stats.values())
-    if correct1 is not None:
+    if p.correct1 is not None:
         stats["train_top1"] = 100.0 * totals[-1] / count
-    return stats
+    return stats, None

@@ -5,10 +5,12 @@ import os
 import time
 
 from core.checkpoint import capture_rng_state, load_state_dict_strict, restore_rng_state, save_atomic
+from core.errors import Interrupted
 from core.precision import make_grad_scaler
 from core.schedule import set_lr
 
-from .loops import evaluate, train_one_epoch
+from .loops import EpochProgress, evaluate, train_one_epoch
+from .preemption import PauseRequests
 
 
 class Trainer:
@@ -17,11 +19,13 @@ class Trainer:
     hold the student under 'model' (the RepDistiller layout, so ours load wherever theirs do) and
     the method's state under 'extra'; `run.meta` is added to every checkpoint and the summary."""
 
-    def __init__(self, distiller, optimizer, loaders, schedule, run):
+    def __init__(self, distiller, optimizer, loaders, schedule, run, ckpt_every_minutes=None):
         self.distiller, self.optimizer, self.schedule, self.run = distiller, optimizer, schedule, run
         self.train_loader, self.test_loader = loaders
         self.scaler = make_grad_scaler(self.train_loader.device, distiller.amp)
         self.start_epoch = 1
+        self.progress = None   # where the first epoch continues from, after a mid-epoch checkpoint
+        self.pause = PauseRequests(ckpt_every_minutes)
         self.best = {"top1": -1.0, "top5": 0.0, "epoch": 0}
         self.last = None
 
@@ -43,16 +47,28 @@ class Trainer:
         }
 
     def fit(self):
+        self.pause.install()
+        try:
+            return self._fit()
+        finally:
+            self.pause.uninstall()
+
+    def _fit(self):
         run, distiller = self.run, self.distiller
         for epoch in range(self.start_epoch, self.schedule.epochs + 1):
             lr = self.schedule.lr(epoch)
             set_lr(self.optimizer, lr)
-            if hasattr(self.train_loader, "set_epoch"):
-                self.train_loader.set_epoch(epoch)
             t0 = time.time()
             distiller.train()
-            train_stats = train_one_epoch(distiller, self.train_loader, self.optimizer, epoch, scaler=self.scaler,
-                                          show_progress=run.show_progress)
+            train_stats, progress = None, self.progress
+            self.progress = None
+            while train_stats is None:   # paused for a mid-epoch checkpoint: save, then go on or stop
+                train_stats, progress = train_one_epoch(distiller, self.train_loader, self.optimizer, epoch,
+                                                        scaler=self.scaler, show_progress=run.show_progress,
+                                                        progress=progress, pause=self.pause)
+                if progress is not None:
+                    self.save_mid_epoch(epoch, progress)
+                    self.train_loader.resume_at(self.train_loader.epoch_state, progress.step)
             terms = " ".join(f"{k} {v:.4f}" for k, v in train_stats.items())
             scalars = {**{f"train/{k}": v for k, v in train_stats.items()}, "lr": lr}
             if self.test_loader is not None:
@@ -71,11 +87,29 @@ class Trainer:
             run.scalars(scalars, epoch)
             if run.is_main:
                 self.save(epoch, is_best)
+            self.pause.saved()
+            if self.pause.signalled and epoch < self.schedule.epochs:
+                raise Interrupted(f"{self.pause.signalled} received: checkpoint of epoch {epoch} saved in "
+                                  f"{run.last_path}; continue with --resume")
         summary = {"last": self.last, "epochs": self.schedule.epochs, **run.meta}
         if self.test_loader is not None:
             summary["best"] = self.best
         run.write_summary(summary)
         return summary
+
+    def save_mid_epoch(self, epoch, progress):
+        """last.pth at a step inside `epoch`: everything of `state(epoch - 1)` plus where the epoch
+        stands (the data stream at the epoch's start, the step, the running sums)."""
+        if self.run.is_main:
+            state = self.state(epoch - 1)
+            state["partial"] = {"epoch": epoch, "step": progress.step, "data": self.train_loader.epoch_state,
+                                "sums": dict(progress.sums), "count": progress.count, "correct1": progress.correct1}
+            save_atomic(state, self.run.last_path)
+        self.pause.saved()
+        if self.pause.signalled:
+            raise Interrupted(f"{self.pause.signalled} received: mid-epoch checkpoint (epoch {epoch}, step "
+                              f"{progress.step}) saved in {self.run.last_path}; continue with --resume")
+        self.run.log(f"epoch {epoch}: mid-epoch checkpoint at step {progress.step}", echo=False)
 
     def save(self, epoch, is_best):
         state = self.state(epoch)
@@ -104,5 +138,14 @@ def restart_from_checkpoint(run, trainer):
     trainer.best = dict(ckpt["best"])
     trainer.last = ckpt.get("last")
     trainer.start_epoch = ckpt["epoch"] + 1
-    run.log(f"resuming from {run.last_path} at epoch {trainer.start_epoch}")
+    partial = ckpt.get("partial")
+    where = f"epoch {trainer.start_epoch}"
+    if partial:
+        device = trainer.train_loader.device
+        trainer.progress = EpochProgress(partial["step"], {k: v.to(device) for k, v in partial["sums"].items()},
+                                         partial["count"], None if partial["correct1"] is None
+                                         else partial["correct1"].to(device))
+        trainer.train_loader.resume_at(partial["data"], partial["step"])
+        where += f", step {partial['step'] + 1}"
+    run.log(f"resuming from {run.last_path} at {where}")
     return True

@@ -9,6 +9,7 @@ name. A method declares what it needs: `preact` (feature taps before the last Re
 (`hparams`, each once), its recipe where it differs from the CIFAR one, and optionally an init
 phase that runs before the main schedule.
 """
+import argparse
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, List, Optional
 
@@ -39,9 +40,14 @@ class HParam:
         return "--" + self.name.replace("_", "-")
 
     def parse(self, value):
-        if self.kind == "ints":
-            return tuple(parse_milestones(value))
-        return {"int": int, "float": float, "str": str, "flag": bool}[self.kind](value)
+        """The flag's argparse type: a bad value is one line naming the flag and the expected kind."""
+        try:
+            if self.kind == "ints":
+                return tuple(parse_milestones(value))
+            return {"int": int, "float": float, "str": str, "flag": bool}[self.kind](value)
+        except ValueError:
+            kind = {"ints": "a comma-separated list of integers", "int": "an integer"}.get(self.kind, "a number")
+            raise argparse.ArgumentTypeError(f"'{value}' is not {kind}") from None
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,7 @@ class Loaded:
     num_classes: Optional[int]
     epoch: Optional[int]
     path: str
+    dataset: Optional[str] = None   # the data set the checkpoint was trained on, where it records it (ours)
 
     @property
     def input_norm(self):
@@ -299,4 +300,5 @@ def load(path, arch=None, fmt="auto", side=None):
     except CheckpointError as e:
         raise CheckpointError(f"{path}: {e}") from None
     epoch = f.top.get("epoch")
-    return Loaded(net, arch, spec, num_classes, epoch if isinstance(epoch, int) else None, path)
+    dataset = f.top.get("dataset") if spec.name == "ours" and isinstance(f.top.get("dataset"), str) else None
+    return Loaded(net, arch, spec, num_classes, epoch if isinstance(epoch, int) else None, path, dataset)

@@ -8,10 +8,25 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 declare -A METHOD_OF=([student]=ce [KD]=kd [FitNet]=hint [AT]=attention [SP]=similarity [VID]=vid [RKD]=rkd
                       [PKT]=pkt [AB]=abound [FT]=factor [CRD]=crd [SSKD]=sskd)
 
-run() {   # print the command; run it unless DRY_RUN=1
+FAILED=()
+run() {   # print the command; run it unless DRY_RUN=1. A failed cell is reported and the table goes on.
     echo "$*"
-    if [ "${DRY_RUN:-0}" != "1" ]; then "$@"; fi
+    if [ "${DRY_RUN:-0}" != "1" ]; then
+        "$@" || { local rc=$?; echo "cell failed (exit $rc): $*" >&2; FAILED+=("$*"); }
+    fi
 }
+
+for row in $ROWS; do
+    if [ -z "${METHOD_OF[$row]:-}" ]; then
+        echo "error: ROWS: unknown row '$row' (rows: ${!METHOD_OF[*]})" >&2; exit 2
+    fi
+done
+for pair in $PAIRS; do
+    case "$pair" in
+        ?*:?*) ;;
+        *) echo "error: PAIRS: '$pair' is not teacher:student (e.g. resnet56:resnet20)" >&2; exit 2 ;;
+    esac
+done
 
 if [ "${DRY_RUN:-0}" = "1" ]; then PY=${PY:-python}; else source scripts/python_env.sh; fi
 if [ -n "${GPU:-}" ]; then export CUDA_VISIBLE_DEVICES=$GPU; fi
@@ -46,7 +61,7 @@ done
 for pair in $PAIRS; do
     t=${pair%%:*}; s=${pair##*:}
     for row in $ROWS; do
-        method=${METHOD_OF[$row]:?unknown row $row}
+        method=${METHOD_OF[$row]}
         weights=()
         case "$row" in
             student|KD|SSKD) ;;                           # the method's own standard weights
@@ -67,3 +82,7 @@ done
 
 # 3. the table, with the published numbers and the difference
 run "$PY" scripts/make_table.py --runs "$OUT" --paper "$TABLE" --metric "$METRIC"
+if [ ${#FAILED[@]} -gt 0 ]; then
+    echo "${#FAILED[@]} cell(s) failed; their logs are in their run folders. Run the launcher again to retry them." >&2
+    exit 1
+fi

@@ -86,7 +86,9 @@ def test_unknown_architecture(tmp_path, capsys):
 
 
 def _snapshot(folder):
-    return {p: open(os.path.join(dp, p), "rb").read() for dp, _, files in os.walk(folder) for p in files}
+    """Every saved file's bytes (run.lock only says which process holds the folder: not a record)."""
+    return {p: open(os.path.join(dp, p), "rb").read() for dp, _, files in os.walk(folder) for p in files
+            if p != "run.lock"}
 
 
 def test_existing_run_is_never_overwritten(tmp_path, capsys):
@@ -124,6 +126,9 @@ def test_resume_with_other_architecture_reports_keys(tmp_path, capsys):
     _run(tmp_path, "r", "--arch", "resnet8", "--epochs", "1")
     code, err = _exit_code_and_message(capsys, lambda: _run(tmp_path, "r", "--arch", "resnet14", "--epochs", "2",
                                                             "--resume"))
+    assert code == 2 and "--arch resnet8 -> resnet14" in err and "--epochs 1 -> 2" in err   # the resume contract
+    code, err = _exit_code_and_message(capsys, lambda: _run(tmp_path, "r", "--arch", "resnet14", "--epochs", "2",
+                                                            "--resume", "--allow-changed-args"))
     assert code == 2 and "missing keys" in err and "layer1.1.conv1.weight" in err
 
 
@@ -131,7 +136,7 @@ def test_nan_loss_stops_cleanly(tmp_path, capsys):
     _run(tmp_path, "r", "--arch", "resnet8", "--epochs", "1")
     before = _snapshot(tmp_path / "r" / "ckpt")
     code, err = _exit_code_and_message(capsys, lambda: _run(tmp_path, "r", "--arch", "resnet8", "--epochs", "2",
-                                                            "--resume", "--lr", "1e30"))
+                                                            "--resume", "--lr", "1e30", "--allow-changed-args"))
     assert code == 2 and "non-finite loss in epoch 2" in err
     assert _snapshot(tmp_path / "r" / "ckpt") == before
 

@@ -1,0 +1,154 @@
+"""Fault injection: runs on digits killed with SIGKILL at seeded random moments (teacher, CRD with
+its memory bank, SSKD with its head phase, SimReg) resume to the end and end bitwise equal to the
+uninterrupted run; a kill during a checkpoint write leaves the previous checkpoint loadable."""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT
+from core.checkpoint import load_file
+
+TRIALS_PER_CONFIG = 3
+SEED = 20261203
+
+
+def _configs(teacher):
+    common = ["--dataset", "digits", "--batch-size", "64", "--no-progress", "--save-every", "0"]
+    return {
+        "teacher": ["train_teacher.py", *common, "--arch", "resnet8", "--epochs", "3"],
+        "crd": ["train_student.py", *common, "--method", "crd", "--teacher", teacher, "--student", "resnet8",
+                "--epochs", "2", "--nce-k", "256"],
+        "sskd": ["train_student.py", *common, "--method", "sskd", "--teacher", teacher, "--student", "resnet8",
+                 "--epochs", "2", "--t-epochs", "2"],
+        "simreg": ["train_student.py", *common, "--method", "simreg", "--teacher", teacher, "--student", "resnet8",
+                   "--epochs", "3"],
+    }
+
+
+def _command(cfg, save_dir, init_cache):
+    cmd = [sys.executable, os.path.join(ROOT, cfg[0]), *cfg[1:], "--save-dir", save_dir, "--name", "run"]
+    return cmd + (["--init-cache", init_cache] if cfg[0] == "train_student.py" else [])
+
+
+def _weights(folder):
+    ckpt = load_file(os.path.join(folder, "ckpt", "last.pth"))
+    return {"model": ckpt["model"], "method": ckpt["extra"]["method"], "epoch": ckpt["epoch"]}
+
+
+def _equal(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, torch.Tensor):
+        return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    return a == b
+
+
+def _where(folder):
+    ckpt_dir = os.path.join(folder, "ckpt")
+    if os.path.isfile(os.path.join(ckpt_dir, "last.pth")):
+        return f"after epoch {load_file(os.path.join(ckpt_dir, 'last.pth'))['epoch']}"
+    if os.path.isfile(os.path.join(ckpt_dir, "init.pth")):
+        return "after the init phase, before the first epoch checkpoint"
+    if os.path.isfile(os.path.join(folder, "args.json")):
+        return "before the first checkpoint"
+    return "before the run folder was written"
+
+
+@pytest.fixture(scope="module")
+def references(digits_teacher, tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    out = {}
+    for name, cfg in _configs(digits_teacher["ckpt"]).items():
+        t0 = time.time()
+        proc = subprocess.Popen(_command(cfg, str(root / name), str(root / name / "init_cache")),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        started = None
+        while proc.poll() is None:   # when the run folder appears: the process is past its imports
+            if started is None and (root / name / "run" / "args.json").exists():
+                started = time.time() - t0
+            time.sleep(0.05)
+        assert proc.returncode == 0
+        seconds = time.time() - t0
+        out[name] = {"weights": _weights(str(root / name / "run")), "seconds": seconds,
+                     "started": started or 0.0, "init_cache": str(root / name / "init_cache")}
+    return out
+
+
+@pytest.mark.parametrize("config", ["teacher", "crd", "sskd", "simreg"])
+def test_sigkill_then_resume_is_bit_exact(config, references, digits_teacher, tmp_path, capsys):
+    rng = random.Random(f"{SEED}-{config}")
+    cfg = _configs(digits_teacher["ckpt"])[config]
+    report = []
+    for trial in range(TRIALS_PER_CONFIG):
+        save_dir = str(tmp_path / f"trial{trial}")
+        # odd trials share the uninterrupted run's init cache: a reused init phase must change nothing
+        init_cache = references[config]["init_cache"] if trial % 2 else os.path.join(save_dir, "init_cache")
+        cmd = _command(cfg, save_dir, init_cache)
+        ref = references[config]
+        delay = ref["started"] + rng.uniform(0.0, 0.9) * (ref["seconds"] - ref["started"])
+        for _ in range(6):   # a run that finished before its kill is started again with a shorter delay
+            shutil.rmtree(save_dir, ignore_errors=True)
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+            time.sleep(delay)
+            killed = proc.poll() is None
+            if killed:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            if killed:
+                break
+            delay *= 0.6
+        assert killed, f"{config} trial {trial}: the run always finished before its kill"
+        where = _where(os.path.join(save_dir, "run"))
+        for _ in range(3):   # continue (from a checkpoint, or from scratch) until it finishes
+            started = os.path.isfile(os.path.join(save_dir, "run", "args.json"))
+            done = subprocess.run(cmd + (["--resume"] if started else []), capture_output=True, text=True, cwd=ROOT)
+            if done.returncode == 0:
+                break
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert _equal(_weights(os.path.join(save_dir, "run")), references[config]["weights"]), (config, trial, where)
+        report.append(f"{config} trial {trial}: SIGKILL at {delay:.1f}s {where}; resumed bit-exact")
+    with capsys.disabled():
+        print("\n" + "\n".join(report))
+    assert len(report) == TRIALS_PER_CONFIG
+
+
+WRITER = """
+import sys, time, torch
+sys.path.insert(0, {root!r})
+from core.checkpoint import save_atomic
+step = 0
+while True:
+    step += 1
+    save_atomic({{"step": step, "w": torch.full((4_000_000,), float(step))}}, {path!r})
+"""
+
+
+def test_kill_during_checkpoint_writes_keeps_previous_loadable(tmp_path):
+    path = str(tmp_path / "ckpt" / "last.pth")
+    rng = random.Random(SEED)
+    steps = []
+    for trial in range(4):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER.format(root=ROOT, path=path)])
+        deadline = time.time() + 60
+        while not os.path.exists(path) and time.time() < deadline:   # at least one complete checkpoint
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.05, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        ckpt = load_file(path)
+        assert torch.equal(ckpt["w"], torch.full((4_000_000,), float(ckpt["step"])))
+        steps.append(ckpt["step"])
+    assert steps == sorted(steps)
+    # what the killed writers left behind is removed by the next process that locks the folder
+    from engine.run_folder import RunFolder
+    leftovers = [n for n in os.listdir(tmp_path / "ckpt") if n.startswith(".tmp_")]
+    with RunFolder(str(tmp_path), resume=True):
+        pass
+    assert not [n for n in os.listdir(tmp_path / "ckpt") if n.startswith(".tmp_")], leftovers
