@@ -17,19 +17,13 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .jsonio import TEMPORARY_PREFIX
+from .jsonio import TEMPORARY_PREFIX, make_world_readable
 
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
 
 
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _write_failure(path, error):
@@ -61,7 +55,7 @@ def save_atomic(obj, path):
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMPORARY_PREFIX, suffix=".pth")
-        os.chmod(tmp, 0o666 & ~_umask())   # like every other record, not mkstemp's 0600
+        make_world_readable(tmp)   # like every other record, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
             f.flush()
@@ -119,8 +113,6 @@ def _numpy_globals():
 # and the run's argparse.Namespace (`opt` in RepDistiller's <arch>_last.pth and SimReg's
 # checkpoints). Anything else is refused by name.
 SAFE_GLOBALS = [argparse.Namespace, *_numpy_globals()]
-ALLOWLIST_NAMES = ("argparse.Namespace", "numpy scalars (numpy.core / numpy._core .multiarray.scalar)",
-                   "numpy arrays (multiarray._reconstruct, numpy.ndarray)", "numpy.dtype and numpy.dtypes.*")
 
 
 def _supported_entries():

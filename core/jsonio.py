@@ -18,14 +18,19 @@ def _jsonable(value):
     return str(value)
 
 
+def make_world_readable(path):
+    """The mode a plain open() would give (0666 minus the umask): mkstemp creates files 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def write_json(path, obj):
     """Atomic: a temporary file in the same folder, renamed over `path` once complete."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=TEMPORARY_PREFIX, suffix=".json")
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
+        make_world_readable(tmp)
         with os.fdopen(fd, "w") as f:
             json.dump(_jsonable(obj), f, indent=2, sort_keys=True)
             f.write("\n")

@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
 
+from .epochs import ResumableEpochs
 from .errors import DatasetError, DatasetNotFoundError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -191,7 +192,7 @@ class _LoadBatch:
         return _collate([self.dataset[k] for k in keys])
 
 
-class FolderLoader:
+class FolderLoader(ResumableEpochs):
     """Batches {'image', 'image_t' (teacher view, when different), 'label', 'index'} on `device`
     from an IndexedImageFolder, loaded by worker processes. For training, each epoch draws from
     `generator` a sample order and an epoch seed from which every sample's augmentation is seeded
@@ -208,13 +209,7 @@ class FolderLoader:
         self.rank, self.world_size = rank, world_size
         self.drop_last = train if drop_last is None else drop_last
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
-        self.epoch_state = self.generator.get_state()
-        self._resume = None
-
-    def resume_at(self, epoch_state, step):
-        """Make the next pass the epoch that began with the generator at `epoch_state`, from batch
-        `step` on."""
-        self._resume = (epoch_state, step)
+        self._init_epochs()
 
     def _keys(self):
         n = len(self.dataset)
@@ -233,11 +228,7 @@ class FolderLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        skip = 0
-        if self._resume is not None:
-            (state, skip), self._resume = self._resume, None
-            self.generator.set_state(state)
-        self.epoch_state = self.generator.get_state()
+        skip = self._begin_epoch()
         keys = self._keys()
         if self.drop_last:
             keys = keys[: len(keys) // self.batch_size * self.batch_size]

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from . import augment, cifar100, digits
+from .epochs import ResumableEpochs
 
 IN_MEMORY = ("cifar100", "digits")
 
@@ -45,7 +46,7 @@ def load_image_sets(dataset, data_root=None, download=False):
             ImageSet(dataset, test[0], test[1], n_cls, mean, std))
 
 
-class InMemoryLoader:
+class InMemoryLoader(ResumableEpochs):
     """Iterates an ImageSet in batches of dicts {'image', 'label', 'index'} on `device`.
     `views='rotations'` gives SSKD's 4 rotated views per image (4B images, B labels); 'pair'
     (SimReg) is one augmented view that student and teacher share, i.e. the same as 'plain'.
@@ -73,14 +74,7 @@ class InMemoryLoader:
         self.images = image_set.images.to(self.device)
         self.labels = image_set.labels.to(self.device)
         self._draws = None
-        self.epoch_state = self.generator.get_state()   # the generator as the current epoch began
-        self._resume = None
-
-    def resume_at(self, epoch_state, step):
-        """Make the next pass the epoch that began with the generator at `epoch_state`, from batch
-        `step` on (a mid-epoch checkpoint): the same order and augmentation, the first `step`
-        batches skipped."""
-        self._resume = (epoch_state, step)
+        self._init_epochs()
 
     def _epoch_order(self):
         n = len(self.set)
@@ -101,11 +95,7 @@ class InMemoryLoader:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self):
-        skip = 0
-        if self._resume is not None:
-            (state, skip), self._resume = self._resume, None
-            self.generator.set_state(state)
-        self.epoch_state = self.generator.get_state()
+        skip = self._begin_epoch()
         order = self._epoch_order()
         for start in range(skip * self.batch_size, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
