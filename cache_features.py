@@ -11,7 +11,7 @@ import os
 from tqdm import tqdm
 
 from core import distributed
-from core.cli import exit_on_user_error, pick_device
+from core.cli import add_precision_args, exit_on_user_error, pick_device
 from core.jsonio import read_json
 from core.validate import Parser
 from datasets.feature_cache import CacheMismatchError, FeatureCache, FeatureWriter, paths
@@ -23,7 +23,7 @@ def parse_args(argv=None):
     add_backbone_args(p, ("--teacher",), "--teacher-arch", "--teacher-format")
     p.add_argument("--split", default="train", choices=["train", "val"])
     p.add_argument("--out", required=True, help="output prefix: writes OUT.npy and OUT.json")
-    p.add_argument("--amp", action="store_true")
+    add_precision_args(p)
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -40,7 +40,8 @@ def main(argv=None):
 
 def cache(args, info, device):
     split = eval_split(args, args.split, device, rank=info.rank, world_size=info.world_size)
-    net, loaded = load_backbone(args.teacher, split.norm, device, args.teacher_arch, args.teacher_format)
+    net, loaded = load_backbone(args.teacher, split.norm, device, args.teacher_arch, args.teacher_format,
+                                args.channels_last)
     dim = loaded.model.feat_dim
     source = {"kind": "teacher", "path": loaded.path, "sha256": loaded.sha256, "format": loaded.format.name,
               "arch": loaded.arch}

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import torch
 
-from core.cli import exit_on_user_error, pick_device
+from core.cli import add_precision_args, exit_on_user_error, pick_device
 from core.errors import UserError
 from core.knn import KnnIndex, knn_top1
 from core.validate import Parser, int_list, require
@@ -23,7 +23,7 @@ def parse_args(argv=None):
     p.add_argument("--backend", default="auto", choices=["auto", "faiss", "torch"])
     p.add_argument("--save", default=None, help="output folder (default: <run>/knn for our checkpoints)")
     p.add_argument("--epoch", type=int, default=None, help="epoch in the output file names (default: the checkpoint's)")
-    p.add_argument("--amp", action="store_true")
+    add_precision_args(p)
     args = p.parse_args(argv)
     require(len(args.k) > 0, "-k: give at least one k")
     args.ks = sorted(set(args.k))
@@ -35,7 +35,8 @@ def main(argv=None):
     args = parse_args(argv)
     device = pick_device(args.device)
     train, test = eval_split(args, "train", device), eval_split(args, "test", device)
-    net, loaded = load_backbone(args.checkpoint, train.norm, device, args.arch, args.format)
+    net, loaded = load_backbone(args.checkpoint, train.norm, device, args.arch, args.format,
+                                args.channels_last)
     check_dataset(loaded, args.dataset, args.other_dataset)
     if max(args.ks) > len(train):
         raise UserError(f"-k {max(args.ks)}: the {args.dataset} train split has only {len(train)} images")

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.checkpoint import save_atomic
-from core.cli import exit_on_user_error, pick_device, seed_everything
+from core.cli import add_precision_args, exit_on_user_error, pick_device, seed_everything
 from core.errors import UserError
+from core.optim import sgd
 from core.schedule import set_lr, step_lr
 from core.validate import Parser, int_list, non_negative_float, non_negative_int, positive_float, positive_int
 from datasets.feature_cache import CacheMismatchError, FeatureCache, FeatureWriter
@@ -36,6 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--save", default=None, help="output folder (default: <run>/linear for our checkpoints)")
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--no-progress", action="store_true")
+    add_precision_args(p)
     return p.parse_args(argv)
 
 
@@ -61,7 +63,7 @@ def linear_head(var, mean, num_classes):
     return nn.Sequential(L2Normalize(), FullBatchNorm(var, mean), nn.Linear(len(mean), num_classes))
 
 
-def train_features(net, split, save, source, use_cache):
+def train_features(net, split, save, source, use_cache, amp="off"):
     """Normalised centre-crop train features -> (var, mean) and, with `use_cache`, the cache of
     those features (reused only if written for this dataset by this very checkpoint)."""
     prefix = os.path.join(save, f"train_feats_{source['checkpoint_sha256'][:16]}")
@@ -72,7 +74,7 @@ def train_features(net, split, save, source, use_cache):
         except CacheMismatchError:
             pass   # absent or stale: (re)compute
     writer, total, total_sq, n = None, None, None, 0
-    for idx, feats in extract(net, split.loader):
+    for idx, feats in extract(net, split.loader, amp):
         feats = F.normalize(feats, dim=1).double().cpu()
         if total is None:
             total, total_sq = torch.zeros(feats.shape[1], dtype=torch.float64), torch.zeros(feats.shape[1], dtype=torch.float64)
@@ -98,7 +100,8 @@ def main(argv=None):
     seed_everything(args.seed)
     device = pick_device(args.device)
     train, test = eval_split(args, "train", device), eval_split(args, "test", device)
-    net, loaded = load_backbone(args.checkpoint, train.norm, device, args.arch, args.format)
+    net, loaded = load_backbone(args.checkpoint, train.norm, device, args.arch, args.format,
+                                args.channels_last)
     check_dataset(loaded, args.dataset, args.other_dataset)
     if args.use_cache and len(train) < args.batch_size:   # floor(N / B) batches per epoch, as the reference
         raise UserError(f"--use-cache with --batch-size {args.batch_size} trains 0 steps: the {args.dataset} train "
@@ -117,10 +120,10 @@ def main(argv=None):
     os.makedirs(save, exist_ok=True)
     source = {"kind": "backbone", "arch": loaded.arch, "format": loaded.format.name,
               "checkpoint_sha256": loaded.sha256}
-    var, mean, cache = train_features(net, train, save, source, args.use_cache)
+    var, mean, cache = train_features(net, train, save, source, args.use_cache, args.amp)
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     head = linear_head(var, mean, num_classes).to(device)
-    optimizer = torch.optim.SGD(head.parameters(), lr=args.lr, momentum=args.momentum, weight_decay=args.wd)
+    optimizer = sgd(head.parameters(), args.lr, args.momentum, args.wd, device)
     milestones = list(args.lr_schedule)
     generator = torch.Generator().manual_seed(args.seed)
     if cache is None:   # augmented images through the frozen backbone
@@ -139,7 +142,7 @@ def main(argv=None):
             source_iter = ((cache.lookup(idx.to(device)), labels_all[idx.to(device)]) for idx in batches)
             n_batches = len(batches)
         else:
-            source_iter = ((pooled_features(net, b["image"]), b["label"]) for b in aug_loader)
+            source_iter = ((pooled_features(net, b["image"], args.amp), b["label"]) for b in aug_loader)
             n_batches = len(aug_loader)
         total_loss, seen = 0.0, 0
         for feats, labels in tqdm(source_iter, total=n_batches, desc=f"linear epoch {epoch}", leave=False,

@@ -16,6 +16,7 @@ import models
 from core import distributed
 from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
 from core.errors import UserError
+from core.optim import sgd
 from core.schedule import Schedule
 from core.validate import (Parser, int_list, non_negative_float, non_negative_int, positive_float, positive_int,
                            require, run_folder_path)
@@ -164,7 +165,7 @@ def distil(args, info, device):
             epochs=args.epochs)
         given = {h.name: getattr(args, h.name) for h in method_cls.declared_hparams() if getattr(args, h.name) is not None}
         method = losses.build(args.method, ctx, loss_weights, given).to(device)
-        distiller = Distiller(student, method, teacher, amp=args.amp)
+        distiller = Distiller(student, method, teacher, amp=args.amp, channels_last=args.channels_last)
         run.meta = {"arch": args.student, "num_classes": train.num_classes, "dataset": args.dataset,
                     "method": args.method, "teacher_arch": teacher_arch, "hparams": dict(method.hp),
                     "weights": {"ce": loss_weights.ce, "kd": loss_weights.kd, "distill": loss_weights.distill}}
@@ -196,8 +197,7 @@ def distil(args, info, device):
 
         # ============ optimizer, and the last checkpoint if the run continues ============
         distiller.parallelize(info, device, args.sync_bn, args.data_parallel)
-        optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=args.lr, momentum=args.momentum,
-                                    weight_decay=args.weight_decay)
+        optimizer = sgd(distiller.trainable_parameters(), args.lr, args.momentum, args.weight_decay, device)
         schedule = Schedule(args.schedule, args.lr, args.epochs, tuple(int_list(args.lr_decay_epochs)), args.lr_decay_rate)
         trainer = Trainer(distiller, optimizer, (train.loader, test.loader if method_cls.trains_classifier else None),
                           schedule, run, args.ckpt_every_minutes)

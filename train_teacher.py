@@ -11,6 +11,7 @@ import losses
 import models
 from core import distributed
 from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
+from core.optim import sgd
 from core.schedule import Schedule
 from core.validate import Parser, int_list, non_negative_float, positive_float, positive_int, run_folder_path
 from engine.distill import Distiller
@@ -66,10 +67,9 @@ def train(args, info, device):
                                     **shard)
         seed_everything(args.seed)
         model = models.create(args.arch, train_split.num_classes).to(device)
-        distiller = Distiller(model, losses.build("ce", None), amp=args.amp)
+        distiller = Distiller(model, losses.build("ce", None), amp=args.amp, channels_last=args.channels_last)
         distiller.parallelize(info, device, args.sync_bn, args.data_parallel)
-        optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=args.lr, momentum=args.momentum,
-                                    weight_decay=args.weight_decay)
+        optimizer = sgd(distiller.trainable_parameters(), args.lr, args.momentum, args.weight_decay, device)
         schedule = Schedule("step", args.lr, args.epochs, tuple(args.lr_decay_epochs), args.lr_decay_rate)
         run.meta = {"arch": args.arch, "num_classes": train_split.num_classes, "dataset": args.dataset}
         trainer = Trainer(distiller, optimizer, (train_split.loader, test_split.loader), schedule, run,

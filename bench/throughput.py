@@ -2,7 +2,7 @@
 per-image PIL pipeline, and training steps per second of teacher + student + method.
 
     python bench/throughput.py                      # CPU, a few methods
-    python bench/throughput.py --device cuda --amp --methods kd,crd,sskd --student resnet8x4 --teacher resnet32x4
+    python bench/throughput.py --device cuda --amp bf16 --methods kd,crd,sskd --student resnet8x4 --teacher resnet32x4
 
 Prints one line per measurement and writes bench/results/<device>.json."""
 import argparse
@@ -20,6 +20,7 @@ import losses  # noqa: E402
 import models  # noqa: E402
 from datasets import augment  # noqa: E402
 from datasets.memory import ImageSet, InMemoryLoader  # noqa: E402
+from core.precision import make_grad_scaler  # noqa: E402
 from engine.distill import Distiller, FrozenNet, probe_shapes  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def bench_methods(device, methods, student_arch, teacher_arch, batch, repeat, am
         method = losses.build(name, ctx, hparams=hp).to(device)
         distiller = Distiller(student, method, teacher, amp=amp)
         opt = torch.optim.SGD(distiller.trainable_parameters(), lr=0.01, momentum=0.9)
-        scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
+        scaler = make_grad_scaler(device, amp)
         loader = InMemoryLoader(data, batch, True, device, views=method.views)
         batches = iter(loader)
         state = {"it": batches}
@@ -108,7 +109,7 @@ def main():
     p.add_argument("--teacher", default="resnet32")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--amp", action="store_true")
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
     args = p.parse_args()
     device = torch.device(args.device)
     results = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),

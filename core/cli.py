@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .errors import Interrupted, UserError
+from .precision import PRECISIONS
 from .validate import non_negative_int, positive_float
 
 
@@ -37,12 +38,22 @@ def add_run_args(parser, default_save_dir):
                         "the run exits with code 75)")
     g.add_argument("--save-every", type=non_negative_int, default=40,
                    help="also keep ckpt/epoch_N.pth every N epochs (0: never)")
-    g.add_argument("--amp", action="store_true", help="mixed precision (float16) on CUDA")
+    add_precision_args(g)
     g.add_argument("--no-progress", action="store_true", help="hide tqdm progress bars")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun (CUDA)")
     g.add_argument("--data-parallel", action="store_true",
                    help="single process over all visible GPUs with DataParallel (the reference's way)")
     return g
+
+
+def add_precision_args(group):
+    """--amp off|bf16|fp16 (a bare --amp means fp16, the earlier switch) and --channels-last."""
+    group.add_argument("--amp", nargs="?", const="fp16", default="off", choices=PRECISIONS,
+                       help="mixed precision: off (float32, the reference numbers), bf16 (CUDA or CPU, no loss "
+                            "scaling) or fp16 (CUDA, with a GradScaler); a bare --amp means fp16")
+    group.add_argument("--channels-last", action="store_true",
+                       help="NHWC memory layout for the networks and images (faster convolutions under AMP)")
+    return group
 
 
 def per_process_batch(batch_size, world_size):

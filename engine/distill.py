@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from core import distributed
-from core.precision import autocast
+from core.precision import autocast, to_channels_last
 from models import Outputs
 from models.common import Renormalize
 from models.weights import DATA_NORM
@@ -71,12 +71,17 @@ class Distiller(nn.Module):
     to score against batch['label'] (None when the student has no classifier). While an init phase
     runs (`begin_phase` / `end_phase`) the forward computes the phase's loss instead."""
 
-    def __init__(self, student, method, teacher=None, amp=False):
+    def __init__(self, student, method, teacher=None, amp="off", channels_last=False):
         super().__init__()
         self.student, self.method = student, method
         self.teacher = teacher if isinstance(teacher, nn.Module) else None
         self.cached_teacher = teacher if isinstance(teacher, CachedTeacher) else None
         self.amp = amp
+        self.channels_last = channels_last
+        if channels_last:   # 4-D parameters and buffers in NHWC order; the batches follow in forward
+            for m in (student, method, self.teacher):
+                if m is not None:
+                    m.to(memory_format=torch.channels_last)
         self.phase = None
         self._calls = {"student": student, "method": method}   # DDP / DataParallel wrappers after parallelize()
 
@@ -145,6 +150,8 @@ class Distiller(nn.Module):
         return Outputs(feats, logits)
 
     def forward(self, batch, epoch):
+        if self.channels_last:
+            batch = {k: to_channels_last(v) if k in ("image", "image_t") else v for k, v in batch.items()}
         with autocast(batch["image"].device, self.amp):
             if self.phase is not None:   # init phases train outside DDP: gradients are averaged by sync_gradients
                 s = self.student_outputs(batch, self.student) if self.phase.run_student else None

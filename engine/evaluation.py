@@ -47,10 +47,11 @@ def eval_split(args, split, device, purpose="eval", generator=None, rank=0, worl
                           workers=args.workers)
 
 
-def load_backbone(path, data_norm, device, arch=None, fmt="auto"):
+def load_backbone(path, data_norm, device, arch=None, fmt="auto", channels_last=False):
     """(frozen backbone on `device`, weights.Loaded) of a checkpoint of any supported layout."""
     loaded = weights.load(path, arch, fmt)
-    return FrozenNet(loaded.model, data_norm, loaded.input_norm).to(device), loaded
+    net = FrozenNet(loaded.model, data_norm, loaded.input_norm).to(device)
+    return (net.to(memory_format=torch.channels_last) if channels_last else net), loaded
 
 
 @torch.no_grad()

@@ -8,6 +8,7 @@ import os
 import torch
 
 from core.checkpoint import capture_rng_state, load_file, load_state_dict_strict, restore_rng_state, save_atomic
+from core.optim import sgd
 from core.schedule import set_lr
 
 from .loops import train_one_epoch
@@ -24,8 +25,8 @@ def run_init_phase(distiller, phase, train_loader, test_loader, momentum, weight
     """The reference's init stage: a fresh SGD over the phase's parameters at the phase's lr, the
     student in eval mode except what the phase trains, the teacher frozen."""
     distiller.begin_phase(phase)
-    optimizer = torch.optim.SGD(distiller.trainable_parameters(), lr=phase.schedule.lr(1), momentum=momentum,
-                                weight_decay=weight_decay)
+    optimizer = sgd(distiller.trainable_parameters(), phase.schedule.lr(1), momentum, weight_decay,
+                    train_loader.device)
     for epoch in range(1, phase.schedule.epochs + 1):
         lr = phase.schedule.lr(epoch)
         set_lr(optimizer, lr)
