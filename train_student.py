@@ -16,6 +16,7 @@ import models
 from core import distributed
 from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
 from core.errors import UserError
+from core.compile import resolve_mode
 from core.optim import sgd
 from core.schedule import Schedule
 from core.validate import (Parser, int_list, non_negative_float, non_negative_int, positive_float, positive_int,
@@ -80,6 +81,9 @@ def parse_args(argv=None):
                    help="SimReg: one augmented view shared by student and teacher (the paper default)")
     d.add_argument("--image-size", type=positive_int, default=224, help="crop size")
     d.add_argument("--workers", type=non_negative_int, default=8, help="data-loading processes")
+    d.add_argument("--decode", choices=("cpu", "gpu"), default="cpu",
+                   help="image folders: decode JPEGs with PIL in the workers (cpu, the reference's "
+                        "pixels) or in batches on the training device (gpu; weak and evaluation views)")
     o = p.add_argument_group("optimisation (default: the method's recipe)")
     for field, kind in RECIPE_FLAGS.items():
         o.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=recipe_help(field),
@@ -146,7 +150,7 @@ def distil(args, info, device):
 
         # ============ data ============
         shard = {"device": device, "rank": info.rank, "world_size": info.world_size, "image_size": args.image_size,
-                 "workers": args.workers}
+                 "workers": args.workers, "decode": args.decode}
         generator = torch.Generator().manual_seed(args.seed)
         train = datasets.build(args.dataset, args.data_root, "train", "train", method_cls.views, generator=generator,
                                batch_size=per_process_batch(args.batch_size, info.world_size), download=args.download,
@@ -165,7 +169,8 @@ def distil(args, info, device):
             epochs=args.epochs)
         given = {h.name: getattr(args, h.name) for h in method_cls.declared_hparams() if getattr(args, h.name) is not None}
         method = losses.build(args.method, ctx, loss_weights, given).to(device)
-        distiller = Distiller(student, method, teacher, amp=args.amp, channels_last=args.channels_last)
+        distiller = Distiller(student, method, teacher, amp=args.amp, channels_last=args.channels_last,
+                              compile_mode=resolve_mode(args.compile, device))
         run.meta = {"arch": args.student, "num_classes": train.num_classes, "dataset": args.dataset,
                     "method": args.method, "teacher_arch": teacher_arch, "hparams": dict(method.hp),
                     "weights": {"ce": loss_weights.ce, "kd": loss_weights.kd, "distill": loss_weights.distill}}

@@ -11,6 +11,7 @@ import losses
 import models
 from core import distributed
 from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
+from core.compile import resolve_mode
 from core.optim import sgd
 from core.schedule import Schedule
 from core.validate import Parser, int_list, non_negative_float, positive_float, positive_int, run_folder_path
@@ -67,7 +68,8 @@ def train(args, info, device):
                                     **shard)
         seed_everything(args.seed)
         model = models.create(args.arch, train_split.num_classes).to(device)
-        distiller = Distiller(model, losses.build("ce", None), amp=args.amp, channels_last=args.channels_last)
+        distiller = Distiller(model, losses.build("ce", None), amp=args.amp, channels_last=args.channels_last,
+                              compile_mode=resolve_mode(args.compile, device))
         distiller.parallelize(info, device, args.sync_bn, args.data_parallel)
         optimizer = sgd(distiller.trainable_parameters(), args.lr, args.momentum, args.weight_decay, device)
         schedule = Schedule("step", args.lr, args.epochs, tuple(args.lr_decay_epochs), args.lr_decay_rate)

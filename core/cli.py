@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .errors import Interrupted, UserError
+from .compile import COMPILE_MODES
 from .precision import PRECISIONS
 from .validate import non_negative_int, positive_float
 
@@ -39,6 +40,7 @@ def add_run_args(parser, default_save_dir):
     g.add_argument("--save-every", type=non_negative_int, default=40,
                    help="also keep ckpt/epoch_N.pth every N epochs (0: never)")
     add_precision_args(g)
+    add_compile_arg(g)
     g.add_argument("--no-progress", action="store_true", help="hide tqdm progress bars")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun (CUDA)")
     g.add_argument("--data-parallel", action="store_true",
@@ -53,6 +55,16 @@ def add_precision_args(group):
                             "scaling) or fp16 (CUDA, with a GradScaler); a bare --amp means fp16")
     group.add_argument("--channels-last", action="store_true",
                        help="NHWC memory layout for the networks and images (faster convolutions under AMP)")
+    return group
+
+
+def add_compile_arg(group):
+    """--compile [MODE]: torch.compile the training step; a bare --compile is 'auto' (CUDA graphs
+    on CUDA, inductor on the CPU)."""
+    group.add_argument("--compile", nargs="?", const="auto", default="off", choices=COMPILE_MODES,
+                       help="compile the training step with torch.compile: auto (a bare --compile: "
+                            "reduce-overhead, i.e. CUDA graphs, on CUDA; default on the CPU), default, "
+                            "reduce-overhead or max-autotune; off (the default) runs eagerly")
     return group
 
 

@@ -44,3 +44,14 @@ def make_grad_scaler(device, amp):
 def to_channels_last(x):
     """4-D tensors (images, conv weights) in NHWC memory order; anything else unchanged."""
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+def full_precision(device):
+    """Autocast switched off inside an autocast region: for computations that low precision ruins
+    (CRD's exp(<v, w> / 0.07) scores)."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
+def upcast(x):
+    """float16 / bfloat16 tensors in float32; anything else unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x

@@ -87,7 +87,7 @@ def run_folder_path(save_dir, name):
 # Flags that change how a run is executed, not what it computes: a resumed run may change them.
 OPERATIONAL = {"resume", "allow_changed_args", "no_progress", "device", "workers", "data_root", "download",
                "eval_batch_size", "save_every", "ckpt_every_minutes", "init_cache", "sync_bn", "data_parallel",
-               "name", "save_dir", "trial"}
+               "name", "save_dir", "trial", "compile", "channels_last"}
 
 
 def changed_arguments(recorded, current):

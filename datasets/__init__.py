@@ -15,7 +15,7 @@ from functools import cached_property
 
 import torch
 
-from . import imagenet
+from . import gpu_decode, imagenet
 from .errors import DatasetError, DatasetNotFoundError
 from .feature_cache import dataset_identity, image_set_identity
 from .memory import IN_MEMORY, ImageSet, InMemoryLoader, load_image_sets
@@ -67,10 +67,11 @@ class Split:
 
 def build(name, root=None, split="train", purpose="eval", views="plain", *, batch_size=256, device="cpu",
           generator=None, rank=0, world_size=1, download=False, image_size=224, workers=8, aug="weak_weak",
-          single_aug=True):
+          single_aug=True, decode="cpu"):
     """The `split` ('train', or 'test' / 'val' for the held-out one) of data set `name` as a Split.
     Training batches come in the order and with the augmentation drawn from `generator`; under
-    torchrun every rank takes its share (`rank`, `world_size`)."""
+    torchrun every rank takes its share (`rank`, `world_size`). `decode` 'gpu' decodes image
+    folders' JPEGs on `device` (datasets.gpu_decode); 'cpu' (the default) decodes with PIL."""
     if name not in NAMES:
         raise DatasetError(f"unknown dataset '{name}'; choose from {', '.join(NAMES)}")
     if purpose not in PURPOSES or views not in VIEWS:
@@ -87,16 +88,26 @@ def build(name, root=None, split="train", purpose="eval", views="plain", *, batc
                      "augmented" if shuffled else "full", image_set)
     if views == "rotations":
         raise DatasetError("SSKD's rotated views are implemented for the in-memory data sets (cifar100, digits)")
-    if purpose == "train":
+    if decode not in ("cpu", "gpu"):
+        raise DatasetError(f"--decode {decode}: choose from cpu, gpu")
+    decoder = None
+    if decode == "gpu":
+        if purpose == "train" and views == "pair" and not (aug == "weak_weak" and single_aug):
+            raise DatasetError(f"--decode gpu covers the weak view shared by teacher and student (--aug weak_weak "
+                               f"--single-aug); --aug {aug}{'' if single_aug else ' --no-single-aug'} needs --decode cpu")
+        scale = (0.08, 1.0) if purpose == "probe" else (0.2, 1.0)
+        transform = gpu_decode.CropDraw(image_size, scale, train=purpose != "eval")
+        decoder = gpu_decode.BatchDecoder(image_size, imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD)
+    elif purpose == "train":
         transform = (imagenet.simreg_views(aug, single_aug, image_size) if views == "pair"
                      else imagenet.weak_transform(image_size))
     elif purpose == "probe":
         transform = imagenet.linear_train_transform(image_size)
     else:
         transform = imagenet.eval_transform(image_size)
-    folder = imagenet.build_imagefolder(root, "train" if train else "val", transform, name)
+    folder = imagenet.build_imagefolder(root, "train" if train else "val", transform, name, encoded=decoder is not None)
     loader = imagenet.FolderLoader(folder, batch_size, shuffled, device, generator, workers,
-                                   drop_last=purpose == "train", **shard)
+                                   drop_last=purpose == "train", decoder=decoder, **shard)
     crop = "augmented" if shuffled else f"resize{round(image_size * 256 / 224)}_center{image_size}"
     return Split(name, "train" if train else "val", loader, torch.tensor(folder.targets), len(folder.classes),
                  (3, image_size, image_size), imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD, crop, folder)

@@ -4,6 +4,7 @@ import math
 import os
 import random
 
+import numpy as np
 import torch
 from PIL import Image, ImageFilter
 from torch.utils.data import DataLoader
@@ -12,6 +13,7 @@ from torchvision import transforms as T
 
 from .epochs import ResumableEpochs
 from .errors import DatasetError, DatasetNotFoundError
+from .gpu_decode import Encoded
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -53,30 +55,52 @@ def sample_seed(epoch_seed, index):
 class IndexedImageFolder(tv_datasets.ImageFolder):
     """ImageFolder whose items are (views, label, index); `views` is what the transform returns.
     A key (index, epoch_seed) draws the sample's augmentation from its own seed (`sample_seed`);
-    the process's random generators are left as they were."""
+    the process's random generators are left as they were. With `encoded` (--decode gpu) an image
+    is not decoded: the item is an `Encoded` (its JPEG bytes and what the transform, a
+    gpu_decode.CropDraw, drew from the image's header)."""
 
-    def __init__(self, root, transform=None):
+    def __init__(self, root, transform=None, encoded=False):
         try:
             super().__init__(root, transform=transform)
         except FileNotFoundError as e:   # a class folder without images
             raise DatasetError(f"{root}: {str(e).splitlines()[0]}") from None
+        self.encoded = encoded
+
+    def _open(self, path):
+        if not self.encoded:
+            img = self.loader(path)
+            img.load()
+            return img
+        img = Image.open(path)   # the header only
+        if img.format == "JPEG" and img.mode in ("RGB", "L"):
+            with open(path, "rb") as f:
+                data = f.read()
+            img.close()
+            return img, torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        rgb = img.convert("RGB")   # PNG / CMYK files: decoded here
+        return rgb, torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1).contiguous()
+
+    def _views(self, path, opened):
+        if not self.encoded:
+            return self.transform(opened)
+        img, payload = opened
+        return Encoded(path, payload, self.transform(img))
 
     def __getitem__(self, key):
         index, epoch_seed = key if isinstance(key, tuple) else (key, None)
         path, label = self.samples[index]
         try:
-            img = self.loader(path)
-            img.load()
+            opened = self._open(path)
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             return Unreadable(path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"), label, index
         if epoch_seed is None:
-            return self.transform(img), label, index
+            return self._views(path, opened), label, index
         torch_state, python_state = torch.get_rng_state(), random.getstate()
         seed = sample_seed(epoch_seed, index)
         torch.manual_seed(seed)
         random.seed(seed)
         try:
-            return self.transform(img), label, index
+            return self._views(path, opened), label, index
         finally:
             torch.set_rng_state(torch_state)
             random.setstate(python_state)
@@ -101,8 +125,8 @@ def keep_classes(dataset, original_indices):
     return dataset
 
 
-def build_imagefolder(root, split, transform, dataset="imagenet"):
-    ds = IndexedImageFolder(split_folder(root, split), transform=transform)
+def build_imagefolder(root, split, transform, dataset="imagenet", encoded=False):
+    ds = IndexedImageFolder(split_folder(root, split), transform=transform, encoded=encoded)
     if dataset == "imagenet100":
         keep_classes(ds, IMAGENET100_INDICES)
     return ds
@@ -174,6 +198,8 @@ def _collate(items):
     if bad is not None:
         return bad
     views, labels, index = zip(*items)
+    if isinstance(views[0], Encoded):   # decoded on the device by the loader's decoder
+        return (list(views), None), torch.tensor(labels), torch.tensor(index)
     if isinstance(views[0], tuple):   # (student view, teacher view or None)
         student = torch.stack([v[0] for v in views])
         teacher = None if views[0][1] is None else torch.stack([v[1] for v in views])
@@ -200,11 +226,13 @@ class FolderLoader(ResumableEpochs):
     stores it, and a run resumes bit for bit, even mid-epoch (`resume_at`). Under torchrun every
     rank draws the same order and takes its strided share (training padded as DistributedSampler,
     evaluation not padded, so summed counts cover every sample once); training drops the last
-    incomplete batch, as the reference."""
+    incomplete batch, as the reference. `decoder` (a gpu_decode.BatchDecoder, with an `encoded`
+    dataset) turns the workers' JPEG bytes into the batch on `device`."""
 
     def __init__(self, dataset, batch_size, train, device="cpu", generator=None, workers=4, rank=0,
-                 world_size=1, drop_last=None):
+                 world_size=1, drop_last=None, decoder=None):
         self.dataset, self.train, self.device = dataset, train, torch.device(device)
+        self.decoder = decoder
         self.batch_size, self.workers = batch_size, workers
         self.rank, self.world_size = rank, world_size
         self.drop_last = train if drop_last is None else drop_last
@@ -243,6 +271,8 @@ class FolderLoader(ResumableEpochs):
             if isinstance(item, Unreadable):
                 raise DatasetError(f"cannot read image {item.path}: {item.reason}")
             (student, teacher), labels, index = item
+            if self.decoder is not None:
+                student = self.decoder(student, self.device)
             batch = {"image": student.to(self.device, non_blocking=True),
                      "label": labels.to(self.device), "index": index.to(self.device)}
             if teacher is not None:

@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from core import distributed
+from core.compile import compile_step, mark_step_begin
 from core.precision import autocast, to_channels_last
 from models import Outputs
 from models.common import Renormalize
@@ -66,12 +67,29 @@ def _contains(module, part):
     return any(m is part for m in module.modules())
 
 
+def logits_detached(net):
+    """`net`'s forward with its logits cut from the graph, for losses that do not use them: the
+    classifier then gets no gradient (None, as in eager autograd) also when the forward is compiled
+    (a compiled graph's backward would give it zeros, which weight decay and momentum act on)."""
+    def forward(x, is_feat=True, preact=False):
+        feats, logits = net(x, is_feat=is_feat, preact=preact)
+        return feats, logits.detach()
+    return forward
+
+
 class Distiller(nn.Module):
     """`forward(batch, epoch)` -> (terms, logits): the method's weighted loss terms and the logits
     to score against batch['label'] (None when the student has no classifier). While an init phase
-    runs (`begin_phase` / `end_phase`) the forward computes the phase's loss instead."""
+    runs (`begin_phase` / `end_phase`) the forward computes the phase's loss instead.
 
-    def __init__(self, student, method, teacher=None, amp="off", channels_last=False):
+    `compile_mode` (a torch.compile mode, None for eager) compiles that forward as three regions:
+    the teacher's forward, the student's forward and the method's loss (or the init phase's), each
+    with its backward through autograd. Separate regions keep a network's graph the same whichever
+    method uses it (compiled once, then found in the compile cache) and keep a method's graph
+    breaks out of the networks' graphs. The optimizer step stays outside (on CUDA it is the fused
+    SGD, one kernel)."""
+
+    def __init__(self, student, method, teacher=None, amp="off", channels_last=False, compile_mode=None):
         super().__init__()
         self.student, self.method = student, method
         self.teacher = teacher if isinstance(teacher, nn.Module) else None
@@ -83,7 +101,12 @@ class Distiller(nn.Module):
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
         self.phase = None
-        self._calls = {"student": student, "method": method}   # DDP / DataParallel wrappers after parallelize()
+        self._calls = {"method": method}   # DDP / DataParallel wrappers after parallelize()
+        self._set_student_calls(student)
+        if self.teacher is not None:
+            self._calls["teacher"] = self.teacher
+        self.compile_mode = compile_mode
+        self._compiled = {}   # name -> the compiled form of _calls[name], made at its first call
 
     # ------------------------------------------------------------------ modes and parameters
     def train(self, mode=True):
@@ -113,11 +136,14 @@ class Distiller(nn.Module):
     def begin_phase(self, phase):
         """Enter an init phase: the method's modules it trains become trainable for its duration."""
         self.phase = phase
+        self._calls["phase"] = phase.loss
         for m in phase.trains:
             if _contains(self.method, m):
                 m.requires_grad_(True)
 
     def end_phase(self):
+        del self._calls["phase"]
+        self._compiled.pop("phase", None)
         for m in self.phase.trains:
             if _contains(self.method, m):
                 m.requires_grad_(False)
@@ -128,9 +154,16 @@ class Distiller(nn.Module):
     def parallelize(self, info, device, sync_bn=False, data_parallel=False):
         """DDP under torchrun (the method too when it has trainable parameters; its buffers, such as
         CRD's memory banks, are kept identical by the method itself), or DataParallel when asked."""
-        self._calls["student"] = distributed.wrap(self.student, info, device, sync_bn, data_parallel)
+        self._set_student_calls(distributed.wrap(self.student, info, device, sync_bn, data_parallel))
         if info.enabled and any(p.requires_grad for p in self.method.parameters()):
             self._calls["method"] = distributed.wrap(self.method, info, device, broadcast_buffers=False)
+        self._compiled.clear()   # compile the wrappers
+
+    def _set_student_calls(self, wrapped):
+        """The student's forward in the main phase (through DDP when parallel) and in init phases
+        (outside DDP; their losses never use the logits)."""
+        self._calls["student"] = wrapped if self.method.uses_logits else logits_detached(wrapped)
+        self._calls["student_in_phase"] = logits_detached(self.student)
 
     def sync_gradients(self):
         """Average the gradients DDP does not cover (an init phase's parameters) over processes;
@@ -139,25 +172,39 @@ class Distiller(nn.Module):
             distributed.average_gradients(self.phase.parameters())
 
     # ------------------------------------------------------------------ forward
+    def _call(self, name):
+        """`_calls[name]`, compiled when the distiller compiles."""
+        if self.compile_mode is None:
+            return self._calls[name]
+        if name not in self._compiled:
+            self._compiled[name] = compile_step(self._calls[name], self.compile_mode)
+        return self._compiled[name]
+
     def teacher_outputs(self, batch):
         if self.teacher is None:
             return None if self.cached_teacher is None else self.cached_teacher.outputs(batch)
-        feats, logits = self.teacher(batch.get("image_t", batch["image"]), is_feat=True, preact=self.method.preact)
+        feats, logits = self._call("teacher")(batch.get("image_t", batch["image"]), is_feat=True,
+                                              preact=self.method.preact)
         return Outputs(feats, logits)
 
-    def student_outputs(self, batch, student=None):
-        feats, logits = (student or self._calls["student"])(batch["image"], is_feat=True, preact=self.method.preact)
+    def student_outputs(self, batch):
+        # init phases train outside DDP: their gradients are averaged by sync_gradients
+        student = self._call("student" if self.phase is None else "student_in_phase")
+        feats, logits = student(batch["image"], is_feat=True, preact=self.method.preact)
         return Outputs(feats, logits)
 
     def forward(self, batch, epoch):
+        if self.compile_mode is not None:
+            mark_step_begin(batch["image"].device)
         if self.channels_last:
             batch = {k: to_channels_last(v) if k in ("image", "image_t") else v for k, v in batch.items()}
         with autocast(batch["image"].device, self.amp):
-            if self.phase is not None:   # init phases train outside DDP: gradients are averaged by sync_gradients
-                s = self.student_outputs(batch, self.student) if self.phase.run_student else None
-                return self.phase.loss(s, self.teacher_outputs(batch), batch), None
+            if self.phase is not None:
+                s = self.student_outputs(batch) if self.phase.run_student else None
+                return self._call("phase")(s, self.teacher_outputs(batch), batch), None
             s = self.student_outputs(batch)
-            terms = self._calls["method"](s, self.teacher_outputs(batch), batch, epoch)
+            # the epoch as a tensor: a compiled method is then not specialised (recompiled) per epoch
+            terms = self._call("method")(s, self.teacher_outputs(batch), batch, torch.tensor(epoch))
             return terms, self.method.accuracy_logits(s)
 
     def classify(self, images):

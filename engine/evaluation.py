@@ -32,6 +32,9 @@ def add_backbone_args(parser, checkpoint_flags=("--checkpoint", "--weights"), ar
     parser.add_argument("--image-size", type=positive_int, default=224)
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--workers", type=non_negative_int, default=8)
+    parser.add_argument("--decode", choices=("cpu", "gpu"), default="cpu",
+                        help="image folders: decode JPEGs with PIL in the workers (cpu, the reference's "
+                        "pixels) or in batches on the training device (gpu; weak and evaluation views)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing result or cache made with other settings (default: keep it)")
@@ -44,7 +47,7 @@ def eval_split(args, split, device, purpose="eval", generator=None, rank=0, worl
     """One split of args.dataset, un-augmented (or with the linear probe's augmentation)."""
     return datasets.build(args.dataset, args.data_root, split, purpose, batch_size=args.batch_size, device=device,
                           generator=generator, rank=rank, world_size=world_size, image_size=args.image_size,
-                          workers=args.workers)
+                          workers=args.workers, decode=args.decode)
 
 
 def load_backbone(path, data_norm, device, arch=None, fmt="auto", channels_last=False):

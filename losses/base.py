@@ -182,6 +182,12 @@ class Method(nn.Module):
             terms[self.name] = self.w.distill * self.distill_loss(s, t, batch, epoch)
         return terms
 
+    @property
+    def uses_logits(self):
+        """Whether the main-phase loss uses the student's logits (else they are detached, and the
+        classifier is not trained)."""
+        return bool(self.w.ce or self.w.kd)
+
     def init_phase(self, student, ctx):
         return None
 

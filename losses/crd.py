@@ -4,13 +4,21 @@ NCE-style loss on both sides; normalisation constants Z fixed at the first batch
 
 Negatives are drawn here, from the batch's dataset indices and the training labels: for each
 anchor K distinct indices, uniformly among the samples of other classes (as RepDistiller's
-CIFAR100InstanceSample in 'exact' mode), from a torch generator whose state is checkpointed."""
+CIFAR100InstanceSample in 'exact' mode). They are drawn on the training device, from a generator
+on that device whose state is checkpointed: nothing of size B x N is made on the host, and the
+step has no host synchronisation (the constants, temperature and momentum stay on the device).
+
+Under --compile the sampler (random keys need their generator) and the one-time setting of the
+normalisation constants run outside the compiled graph; the scores, the loss and the memory
+update are compiled. Under --amp the embeddings, scores and loss are computed in float32."""
 import math
 
 import torch
 import torch.nn as nn
 
+from core.compile import outside_graph
 from core.distributed import all_gather_cat, all_reduce_mean
+from core.precision import full_precision, upcast
 
 from .base import HParam, LossWeights, Method, MethodError
 
@@ -35,26 +43,39 @@ class ContrastMemory(nn.Module):
         bound = 1.0 / math.sqrt(dim / 3)
         self.register_buffer("memory_v1", torch.rand(n_data, dim).mul_(2 * bound).add_(-bound))
         self.register_buffer("memory_v2", torch.rand(n_data, dim).mul_(2 * bound).add_(-bound))
+        self.constants_set = False   # mirrors params[2:4] >= 0 without reading the device
+        self.register_load_state_dict_post_hook(lambda module, _: module._read_constants_flag())
+
+    def _read_constants_flag(self):
+        self.constants_set = bool((self.params[2:4] >= 0).all())
+
+    @outside_graph
+    def set_constants(self, out_s, out_t):
+        """Z of each side from the first batch (of all processes), stored in the buffer (its dtype)."""
+        n_data = self.memory_v1.shape[0]
+        if self.params[2].item() < 0:
+            self.params[2] = all_reduce_mean(out_s.mean().detach()) * n_data
+        if self.params[3].item() < 0:
+            self.params[3] = all_reduce_mean(out_t.mean().detach()) * n_data
+        self.constants_set = True
 
     def forward(self, v1, v2, index, contrast_idx):
         """v1 student embedding, v2 teacher embedding. Returns (student-anchor scores against the
         teacher bank, teacher-anchor scores against the student bank), each (B, K+1, 1) / Z."""
         k = contrast_idx.shape[1] - 1
-        temperature, momentum = self.params[1].item(), self.params[4].item()
+        # read from a copy while the constants are still to be written into the same buffer
+        # (autograd keeps what it divides by)
+        params = self.params if self.constants_set else self.params.clone()
+        temperature, momentum = params[1], params[4]
         b, dim = v1.shape
-        n_data = self.memory_v1.shape[0]
         w1 = self.memory_v1.index_select(0, contrast_idx.reshape(-1)).detach().view(b, k + 1, dim)
         w2 = self.memory_v2.index_select(0, contrast_idx.reshape(-1)).detach().view(b, k + 1, dim)
         out_t = torch.exp(torch.bmm(w1, v2.view(b, dim, 1)) / temperature)   # teacher anchor
         out_s = torch.exp(torch.bmm(w2, v1.view(b, dim, 1)) / temperature)   # student anchor
-        # the constants are set once, from the first batch (of all processes), and stored in the
-        # buffer (its dtype)
-        if self.params[2].item() < 0:
-            self.params[2] = all_reduce_mean(out_s.mean().detach()) * n_data
-        if self.params[3].item() < 0:
-            self.params[3] = all_reduce_mean(out_t.mean().detach()) * n_data
-        out_s = out_s / self.params[2].item()
-        out_t = out_t / self.params[3].item()
+        if not self.constants_set:
+            self.set_constants(out_s, out_t)
+        out_s = out_s / self.params[2]
+        out_t = out_t / self.params[3]
         with torch.no_grad():
             # every process applies every process's updates, so that the banks stay identical
             index = all_gather_cat(index)
@@ -75,14 +96,15 @@ def contrast_loss(x, n_data, eps=1e-7):
     return -(log_d1.sum() + log_d0.sum()) / b
 
 
+@outside_graph
 def sample_negatives(index, labels, k, generator):
-    """(B, K+1) indices: column 0 the anchor itself, then K distinct indices of other classes,
-    uniformly without replacement (random keys, same-class keys masked, top-K)."""
-    keys = torch.rand(len(index), len(labels), generator=generator).to(labels.device)
-    same = labels[index.to(labels.device)][:, None] == labels[None, :]
-    keys.masked_fill_(same, -1.0)
-    negatives = keys.topk(k, dim=1).indices
-    return torch.cat([index.to(labels.device)[:, None], negatives], 1).to(index.device)
+    """(B, K+1) indices on the labels' device: column 0 the anchor itself, then K distinct indices
+    of other classes, uniformly without replacement (random keys on the device, same-class keys
+    masked, top-K). `generator` lives on the labels' device."""
+    index = index.to(labels.device)
+    keys = torch.rand(len(index), len(labels), generator=generator, device=labels.device)
+    keys.masked_fill_(labels[index][:, None] == labels[None, :], -1.0)
+    return torch.cat([index[:, None], keys.topk(k, dim=1).indices], 1)
 
 
 class CRD(Method):
@@ -108,22 +130,49 @@ class CRD(Method):
         self.embed_t = Embed(ctx.t_shapes[-1][1], dim)
         self.contrast = ContrastMemory(dim, self.n_data, self.k, self.hp["nce_t"], self.hp["nce_m"])
         self.register_buffer("labels", ctx.train_labels.clone())
-        self.generator = torch.Generator().manual_seed(ctx.seed + 1)
+        self.seed = ctx.seed + 1
+        self._generator = None        # made on the training device at the first draw
+        self._saved_generator = None  # a checkpointed state waiting for that draw
 
     def scores(self, f_s, f_t, index, contrast_idx):
         return self.contrast(self.embed_s(f_s), self.embed_t(f_t), index, contrast_idx)
 
     def crd_loss(self, f_s, f_t, index, contrast_idx):
-        out_s, out_t = self.scores(f_s, f_t, index, contrast_idx)
-        return contrast_loss(out_s, self.n_data) + contrast_loss(out_t, self.n_data)
+        # in float32 under --amp: exp(<v, w> / 0.07) turns bfloat16's 0.4 % error of the dot
+        # product into ~6 % errors of the scores, and the memory banks are float32
+        with full_precision(f_s.device):
+            out_s, out_t = self.scores(upcast(f_s), upcast(f_t), index, contrast_idx)
+            return contrast_loss(out_s, self.n_data) + contrast_loss(out_t, self.n_data)
 
     def distill_loss(self, s, t, batch, epoch):
-        contrast_idx = sample_negatives(batch["index"], self.labels, self.k, self.generator)
-        return self.crd_loss(s.feats[-1], t.feats[-1], batch["index"], contrast_idx)
+        contrast_idx = sample_negatives(batch["index"], self.labels, self.k, self.generator())
+        return self.crd_loss(s.feats[-1], t.feats[-1], batch["index"], contrast_idx.to(batch["index"].device))
 
-    # the negative sampler's generator travels with the module's state (exact resume)
+    # ------------------------------------------------------------------ the sampler's generator
+    @outside_graph
+    def generator(self):
+        """The negative sampler's generator, on the device of the labels (the training device)."""
+        device = self.labels.device
+        if self._generator is None or self._generator.device != device:
+            g = torch.Generator(device=device).manual_seed(self.seed)
+            if self._saved_generator is not None:
+                saved = self._saved_generator
+                if saved["device"] != device.type:
+                    raise MethodError(f"this CRD checkpoint's negative sampler ran on {saved['device']}; "
+                                      f"resume it on {saved['device']} (its random stream cannot move to "
+                                      f"{device.type})")
+                g.set_state(saved["state"])
+                self._saved_generator = None
+            self._generator = g
+        return self._generator
+
+    # the generator travels with the module's state (exact resume)
     def get_extra_state(self):
-        return {"generator": self.generator.get_state()}
+        if self._generator is None and self._saved_generator is not None:
+            return {"generator": self._saved_generator["state"], "device": self._saved_generator["device"]}
+        g = self.generator()
+        return {"generator": g.get_state(), "device": g.device.type}
 
     def set_extra_state(self, state):
-        self.generator.set_state(state["generator"])
+        self._saved_generator = {"state": state["generator"], "device": state.get("device", "cpu")}
+        self._generator = None

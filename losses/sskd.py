@@ -27,9 +27,10 @@ def projection_head(dim):
 
 
 def split_views(x):
-    """Rows of a (4B, ...) tensor: upright (B) and rotated (3B) views."""
-    rows = torch.arange(len(x), device=x.device) % 4
-    return x[rows == 0], x[rows != 0]
+    """Rows of a (4B, ...) tensor: upright (B) and rotated (3B) views, by reshaping (fixed shapes,
+    so that the step compiles without data-dependent sizes)."""
+    views = x.reshape(-1, 4, *x.shape[1:])
+    return views[:, 0], views[:, 1:].reshape(-1, *x.shape[1:])
 
 
 def rotation_similarity(rep):
@@ -48,16 +49,25 @@ def true_rank(scores, target):
 
 
 def kept_rows(rank, ratio):
-    """Rows the teacher gets right (rank 0) plus the best-ranked floor(ratio * #wrong) of the
-    others; ties in rank are broken by row index. Returned sorted."""
-    wrong = int((rank > 0).sum())
-    keep = len(rank) - wrong + int(wrong * ratio)
+    """Boolean mask of the rows the teacher gets right (rank 0) plus the best-ranked
+    floor(ratio * #wrong) of the others; ties in rank are broken by row index. A mask rather than
+    an index list: the count stays on the device (no host sync, fixed shapes)."""
+    wrong = (rank > 0).sum()
+    keep = len(rank) - wrong + torch.floor(wrong.double() * ratio).long()
     order = torch.sort(rank, stable=True).indices
-    return torch.sort(order[:keep]).values
+    place = torch.empty_like(order).scatter_(0, order, torch.arange(len(rank), device=rank.device))
+    return place < keep
+
+
+def kept_kl(log_p, q, kept):
+    """KL(q || p) summed over the kept rows / their number: what `kl_div(log_p[kept], q[kept],
+    reduction='batchmean')` gives, with the mask applied by multiplication."""
+    rows = F.kl_div(log_p, q, reduction="none").sum(1)
+    return (rows * kept).sum() / kept.sum()
 
 
 def sskd_terms(logit_s, rep_s, logit_t, rep_t, target, hp):
-    """The four unweighted SSKD terms and the kept rows, from student / teacher logits and
+    """The four unweighted SSKD terms and the kept-row masks, from student / teacher logits and
     projection-head outputs over the 4B views."""
     b = len(target)
     nor_s, aug_s = split_views(logit_s)
@@ -68,14 +78,12 @@ def sskd_terms(logit_s, rep_s, logit_t, rep_t, target, hp):
     aug_target = target.repeat_interleave(3)
     q_t = F.softmax(aug_t / hp["tf_T"], 1)
     idx_tf = kept_rows(true_rank(q_t, aug_target), hp["ratio_tf"])
-    tf = F.kl_div(F.log_softmax(aug_s / hp["tf_T"], 1)[idx_tf], q_t[idx_tf],
-                  reduction="batchmean") * hp["tf_T"] ** 2
+    tf = kept_kl(F.log_softmax(aug_s / hp["tf_T"], 1), q_t, idx_tf) * hp["tf_T"] ** 2
     s_simi = rotation_similarity(rep_s)
     t_simi = rotation_similarity(rep_t).detach()
     image_of_row = torch.arange(b, device=target.device).repeat_interleave(3)
     idx_ss = kept_rows(true_rank(t_simi, image_of_row), hp["ratio_ss"])
-    ss = F.kl_div(F.log_softmax(s_simi / hp["ss_T"], 1)[idx_ss], F.softmax(t_simi / hp["ss_T"], 1)[idx_ss],
-                  reduction="batchmean") * hp["ss_T"] ** 2
+    ss = kept_kl(F.log_softmax(s_simi / hp["ss_T"], 1), F.softmax(t_simi / hp["ss_T"], 1), idx_ss) * hp["ss_T"] ** 2
     return {"ce": ce, "kd": kd, "tf": tf, "ss": ss}, {"tf": idx_tf, "ss": idx_ss,
                                                       "s_simi": s_simi, "t_simi": t_simi}
 
@@ -117,6 +125,10 @@ class SSKD(Method):
         weights = {"ce": self.w.ce, "kd": self.w.kd, "tf": self.w.distill * self.tf_weight,
                    "ss": self.w.distill * self.ss_weight}
         return {k: weights[k] * v for k, v in terms.items() if weights[k]}
+
+    @property
+    def uses_logits(self):
+        return bool(self.w.ce or self.w.kd or self.w.distill * self.tf_weight)
 
     def accuracy_logits(self, s):
         return split_views(s.logits)[0]

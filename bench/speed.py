@@ -1,0 +1,305 @@
+"""Speed of every table cell type on this machine (a benchmark, not a test): the real training loop
+(`engine.loops.train_one_epoch`) over resident synthetic data, in eager float32 and in each
+optimised mode, with images/s, ms/step, peak memory and the hours the full recipe of the cell
+would take at that speed.
+
+    python bench/speed.py --quick                  # CPU, small networks, a couple of minutes
+    python bench/speed.py --device cuda --json bench/results/h200.json
+    python bench/speed.py --cells kd,sskd --modes eager,compile,bf16+nhwc+compile
+
+Cells (the paper's architectures unless --quick):
+  teacher        resnet32x4 trained with CE, CIFAR 32 px, batch 64
+  kd, crd, sskd  resnet32x4 -> resnet8x4, batch 64 (SSKD: 4 rotated views per image)
+  sskd_head      SSKD's teacher projection-head phase (teacher forward + head)
+  simreg_live    ResNet-50 -> ResNet-18 at 224 px, batch 256, the teacher run every step
+  simreg_cached  ResNet-18 at 224 px, batch 256, teacher features read from a feature cache
+  linear         the linear probe on 512-d cached features, batch 256
+  knn            k-NN (k=20) search of 10,000 queries over N x D features (FAISS when installed)
+  augment        CIFAR crop + flip + normalise: our batched on-device version against the reference's
+                 per-image PIL transforms
+Modes: eager (float32 NCHW, the reference numbers), nhwc (--channels-last), bf16 / fp16 (--amp),
+compile (--compile), and any '+'-joined combination.
+
+--quick uses resnet32 -> resnet8 and 64 px SimReg networks with small batches, so the hours it
+prints are for those, not for the paper's cells."""
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import losses  # noqa: E402
+import models  # noqa: E402
+from core.compile import resolve_mode  # noqa: E402
+from core.knn import KnnIndex  # noqa: E402
+from core.optim import sgd  # noqa: E402
+from datasets.feature_cache import FeatureCache, FeatureWriter, image_set_identity  # noqa: E402
+from datasets.memory import ImageSet, InMemoryLoader  # noqa: E402
+from engine.distill import CachedTeacher, Distiller, FrozenNet, probe_shapes  # noqa: E402
+from engine.loops import train_one_epoch  # noqa: E402
+
+CIFAR_STEPS = 782                 # ceil(50,000 / 64)
+IMAGENET_STEPS = 1281167 // 256   # SimReg drops the last partial batch
+RECIPE_STEPS = {"teacher": 240 * CIFAR_STEPS, "kd": 240 * CIFAR_STEPS, "crd": 240 * CIFAR_STEPS,
+                "sskd": 240 * CIFAR_STEPS, "sskd_head": 60 * CIFAR_STEPS,
+                "simreg_live": 130 * IMAGENET_STEPS, "simreg_cached": 130 * IMAGENET_STEPS,
+                "linear": 40 * IMAGENET_STEPS}
+CELLS = ("teacher", "kd", "crd", "sskd", "sskd_head", "simreg_live", "simreg_cached", "linear", "knn", "augment")
+SINGLE_MODE = ("knn", "augment")   # no precision or compile modes
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def parse_mode(mode):
+    parts = set(mode.split("+"))
+    unknown = parts - {"eager", "nhwc", "bf16", "fp16", "compile"}
+    if unknown:
+        raise SystemExit(f"speed.py: unknown mode part(s) {', '.join(sorted(unknown))}")
+    amp = "bf16" if "bf16" in parts else "fp16" if "fp16" in parts else "off"
+    return {"amp": amp, "channels_last": "nhwc" in parts, "compile": "compile" in parts}
+
+
+class Config:
+    def __init__(self, quick, device):
+        self.device = device
+        if quick:
+            self.cifar = ("resnet32", "resnet8", 32)         # teacher, student, batch
+            self.imagenet = ("resnet18", "resnet18", 64, 8)  # teacher, student, pixels, batch
+            self.knn = (5000, 128)
+            self.steps = 4
+        else:
+            self.cifar = ("resnet32x4", "resnet8x4", 64)
+            self.imagenet = ("resnet50", "resnet18", 224, 256)
+            self.knn = (1281167 if device.type == "cuda" else 100000, 2048)
+            self.steps = 30 if device.type == "cuda" else 8
+
+
+def cifar_data(n, batch, device, num_classes=100):
+    labels = torch.arange(n) % num_classes
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return ImageSet("bench", images, labels, num_classes, (0.5,) * 3, (0.25,) * 3)
+
+
+def build_distiller(cell, cfg, mode, tmp):
+    """(distiller, optimizer, loader, images per step) for a training cell."""
+    device, flags = cfg.device, parse_mode(mode)
+    compile_mode = resolve_mode("auto" if flags["compile"] else "off", device)
+    imagenet = cell.startswith("simreg")
+    if imagenet:
+        t_arch, s_arch, px, batch = cfg.imagenet
+        n = batch * cfg.steps
+        labels = torch.zeros(n, dtype=torch.long)
+        images = torch.randint(0, 256, (n, 3, px, px), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+        data = ImageSet("bench", images, labels, 1, (0.5,) * 3, (0.25,) * 3)
+        student = models.create(s_arch).to(device)
+        if cell == "simreg_cached":
+            dim = 2048 if t_arch == "resnet50" else 512
+            prefix = os.path.join(tmp, "feats")
+            identity, names = image_set_identity(data, "train")
+            writer = FeatureWriter(prefix, identity, names, dim, px, "bench")
+            writer.write(torch.arange(n), torch.randn(n, dim))
+            writer.close()
+            teacher = CachedTeacher(FeatureCache(prefix))
+        else:
+            teacher = FrozenNet(models.create(t_arch).to(device))
+        method_name, shape = "simreg", (3, px, px)
+    else:
+        t_arch, s_arch, batch = cfg.cifar
+        n = batch * cfg.steps
+        data = cifar_data(n, batch, device)
+        labels = data.labels
+        student = models.create(s_arch if cell != "teacher" else t_arch, 100).to(device)
+        teacher = None if cell == "teacher" else FrozenNet(models.create(t_arch, 100).to(device))
+        method_name = {"teacher": "ce", "sskd_head": "sskd"}.get(cell, cell)
+        shape = (3, 32, 32)
+    if teacher is None:
+        method = losses.build("ce", None)
+    else:
+        ctx = losses.Context(probe_shapes(student, shape, device, False), probe_shapes(teacher, shape, device, False),
+                             probe_shapes(student, shape, device, True), probe_shapes(teacher, shape, device, True),
+                             s_arch, t_arch, 100, n, labels)
+        hp = {"nce_k": min(16384, n - n // 100 - 1)} if method_name == "crd" else {}
+        method = losses.build(method_name, ctx, hparams=hp).to(device)
+    distiller = Distiller(student, method, teacher, amp=flags["amp"], channels_last=flags["channels_last"],
+                          compile_mode=compile_mode)
+    views = method.views
+    if cell == "sskd_head":
+        phase = method.init_phase(student, None)
+        distiller.begin_phase(phase)
+        views = phase.views
+    optimizer = sgd(distiller.trainable_parameters(), 0.01, 0.9, 5e-4, device)
+    loader = InMemoryLoader(data, batch, True, device, views=views, generator=torch.Generator().manual_seed(1))
+    return distiller, optimizer, loader, batch
+
+
+def peak_memory_mib(device):
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # the process's peak RSS (Linux: KiB)
+
+
+def time_training_cell(cell, cfg, mode, tmp):
+    device = cfg.device
+    distiller, optimizer, loader, batch = build_distiller(cell, cfg, mode, tmp)
+    from core.precision import make_grad_scaler
+    scaler = make_grad_scaler(device, distiller.amp)
+    distiller.train()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    train_one_epoch(distiller, loader, optimizer, 1, scaler=scaler, show_progress=False)   # warm-up, compiles
+    sync(device)
+    warmup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    train_one_epoch(distiller, loader, optimizer, 2, scaler=scaler, show_progress=False)
+    sync(device)
+    seconds = (time.perf_counter() - t0) / len(loader)
+    return {"ms_per_step": 1000 * seconds, "images_per_s": batch / seconds, "warmup_s": warmup,
+            "peak_memory_MiB": peak_memory_mib(device), "recipe_hours": RECIPE_STEPS[cell] * seconds / 3600}
+
+
+def time_linear(cfg, mode):
+    """The linear probe's step on cached 512-d features (eval_linear.py --use-cache)."""
+    device, flags = cfg.device, parse_mode(mode)
+    batch, dim = 256, 512
+    feats = torch.randn(batch * cfg.steps, dim, device=device)
+    labels = torch.randint(0, 1000, (len(feats),), device=device)
+    head = torch.nn.Linear(dim, 1000).to(device)
+    optimizer = sgd(head.parameters(), 0.01, 0.9, 1e-4, device)
+    forward = torch.compile(head, mode=resolve_mode("auto", device)) if flags["compile"] else head
+    from core.precision import autocast
+
+    def epoch():
+        for i in range(cfg.steps):
+            with autocast(device, flags["amp"]):
+                loss = torch.nn.functional.cross_entropy(forward(feats[i * batch:(i + 1) * batch]).float(),
+                                                         labels[i * batch:(i + 1) * batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    epoch()
+    sync(device)
+    t0 = time.perf_counter()
+    epoch()
+    sync(device)
+    seconds = (time.perf_counter() - t0) / cfg.steps
+    return {"ms_per_step": 1000 * seconds, "images_per_s": batch / seconds, "peak_memory_MiB": peak_memory_mib(device),
+            "recipe_hours": RECIPE_STEPS["linear"] * seconds / 3600}
+
+
+def time_knn(cfg):
+    n, dim = cfg.knn
+    index = KnnIndex(dim)
+    g = torch.Generator().manual_seed(0)
+    for start in range(0, n, 100000):
+        rows = min(100000, n - start)
+        index.add(torch.arange(start, start + rows), torch.randn(rows, dim, generator=g))
+    queries = torch.randn(10000 if n > 10000 else 1000, dim, generator=g)
+    index.search(queries[:100], 20)
+    t0 = time.perf_counter()
+    index.search(queries, 20)
+    seconds = time.perf_counter() - t0
+    # the ImageNet evaluation: 50,000 queries over the 1.28 M train features (linear in both)
+    full = seconds * (50000 / len(queries)) * (1281167 / n) * (2048 / dim)
+    return {"queries_per_s": len(queries) / seconds, "index_rows": n, "dim": dim, "backend": index.backend,
+            "recipe_hours": full / 3600}
+
+
+def time_augment(cfg, batch=256, repeat=10):
+    import torchvision.transforms as T
+    from PIL import Image
+
+    from datasets import augment
+    device = cfg.device
+    images = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8)
+    g = torch.Generator().manual_seed(0)
+    resident = images.to(device)
+
+    def batched():
+        offsets, flips = augment.draw_crop_flip(batch, 4, g)
+        augment.normalize(augment.crop_flip(resident, offsets, flips, 4), augment.CIFAR100_MEAN, augment.CIFAR100_STD)
+
+    pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]
+    reference = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                           T.Normalize(augment.CIFAR100_MEAN, augment.CIFAR100_STD)])
+
+    def per_image():
+        torch.stack([reference(im) for im in pil]).to(device)
+
+    out = {}
+    for name, fn, n in (("batched", batched, repeat), ("per_image_pil", per_image, max(1, repeat // 5))):
+        fn()
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        sync(device)
+        out[f"{name}_images_per_s"] = batch * n / (time.perf_counter() - t0)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--quick", action="store_true", help="small networks and batches (CPU in a couple of minutes)")
+    p.add_argument("--cells", default=",".join(CELLS), help="comma list of: " + ", ".join(CELLS))
+    p.add_argument("--modes", default=None,
+                   help="comma list of modes (default: eager,compile and, on CUDA, bf16+nhwc, bf16+nhwc+compile, "
+                        "fp16+nhwc+compile; on the CPU bf16 and bf16+compile)")
+    p.add_argument("--json", default=None, help="also write the figures to this file")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    cfg = Config(args.quick, device)
+    cells = [c for c in args.cells.split(",") if c]
+    bad = [c for c in cells if c not in CELLS]
+    if bad:
+        raise SystemExit(f"speed.py: unknown cell(s) {', '.join(bad)}; choose from {', '.join(CELLS)}")
+    if args.modes:
+        modes = args.modes.split(",")
+    elif device.type == "cuda":
+        modes = ["eager", "compile", "bf16+nhwc", "bf16+nhwc+compile", "fp16+nhwc+compile"]
+    else:
+        modes = ["eager", "compile", "bf16", "bf16+compile"]
+    for m in modes:
+        parse_mode(m)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x {torch.get_num_threads()} threads"
+    results = {"device": name, "torch": torch.__version__, "quick": args.quick, "cells": {}}
+    print(f"# {name}, torch {torch.__version__}{' (--quick: small networks)' if args.quick else ''}")
+    print(f"{'cell':<14} {'mode':<20} {'img/s':>10} {'ms/step':>9} {'peak MiB':>9} {'recipe h':>9}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for cell in cells:
+            results["cells"][cell] = {}
+            for mode in (["eager"] if cell in SINGLE_MODE else modes):
+                torch._dynamo.reset()
+                if cell == "augment":
+                    r = time_augment(cfg)
+                    print(f"{cell:<14} {'batched':<20} {r['batched_images_per_s']:>10.0f}")
+                    print(f"{cell:<14} {'per-image PIL (ref)':<20} {r['per_image_pil_images_per_s']:>10.0f}")
+                elif cell == "knn":
+                    r = time_knn(cfg)
+                    print(f"{cell:<14} {r['backend']:<20} {r['queries_per_s']:>10.0f} {'':>9} {'':>9} "
+                          f"{r['recipe_hours']:>9.3f}   ({r['index_rows']} x {r['dim']}, queries/s)")
+                else:
+                    r = time_linear(cfg, mode) if cell == "linear" else time_training_cell(cell, cfg, mode, tmp)
+                    print(f"{cell:<14} {mode:<20} {r['images_per_s']:>10.1f} {r['ms_per_step']:>9.1f} "
+                          f"{r['peak_memory_MiB']:>9.0f} {r['recipe_hours']:>9.2f}", flush=True)
+                results["cells"][cell][mode] = r
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()

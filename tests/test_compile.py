@@ -1,0 +1,121 @@
+"""The compiled training step (torch.compile, inductor on the CPU) computes what the eager step
+computes: loss terms, logits and gradients within rtol 1e-4 for every method of the registry, over
+steps that include an epoch's last, smaller batch; and a compiled run does not recompile as epochs
+go by.
+
+The steps run in float64, so that what is compared is the computation, not float32 rounding:
+inductor fuses and orders the long reductions of a convolution's weight gradient differently,
+which in float32 moves single elements of SSKD's first-layer gradient (64 views, the ss term at
+weight 10 and temperature 0.5) by ~2e-3 of the gradient's scale; in float64 the two agree to
+~1e-14."""
+import copy
+
+import pytest
+import torch
+
+import losses
+from datasets import InMemoryLoader
+from engine.distill import Distiller
+
+from test_distill_step import _setup
+
+
+def _close(want, got, what, scale=None):
+    scale = scale or max(want.detach().abs().max().item(), 1e-12)
+    torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-4, atol=1e-4 * scale,
+                               msg=lambda m: f"{what}: {m}")
+
+
+def _step(distiller, optimizer, batch):
+    terms, logits = distiller(batch, 1)
+    optimizer.zero_grad(set_to_none=True)
+    sum(terms.values()).backward()
+    grads = [None if p.grad is None else p.grad.clone() for p in distiller.trainable_parameters()]
+    optimizer.step()
+    return terms, logits, grads
+
+
+@pytest.mark.parametrize("name", sorted(losses.METHODS))
+def test_compiled_step_equals_eager(name):
+    torch._dynamo.reset()
+    eager, _, data = _setup(name, n_data=40)
+    eager.double()
+    twin = copy.deepcopy(eager)
+    compiled = Distiller(twin.student, twin.method, twin.teacher, compile_mode="default")
+    opts = [torch.optim.SGD(d.trainable_parameters(), lr=0.05, momentum=0.9) for d in (eager, compiled)]
+    # batches of 16, 16 and the last 8: a second shape, compiled once more
+    batches = list(InMemoryLoader(data, 16, train=True, views=eager.method.views,
+                                  generator=torch.Generator().manual_seed(3)))
+    assert [len(b["label"]) for b in batches] == [16, 16, 8]
+    for d in (eager, compiled):
+        d.train()
+    for i, batch in enumerate(batches):
+        batch = {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+        # every step from the same state: float32 rounding differences are not carried forward
+        compiled.student.load_state_dict(eager.student.state_dict())
+        compiled.method.load_state_dict(eager.method.state_dict())
+        (t0, l0, g0), (t1, l1, g1) = (_step(d, o, batch) for d, o in zip((eager, compiled), opts))
+        assert t0.keys() == t1.keys()
+        for k in t0:
+            _close(t0[k], t1[k], f"{name} step {i} term {k}")
+        assert (l0 is None) == (l1 is None)
+        if l0 is not None:
+            _close(l0, l1, f"{name} step {i} logits")
+        # scaled by the largest gradient: some are zero but for rounding (conv biases before BN)
+        scale = max(g.abs().max().item() for g in g0 if g is not None)
+        for j, (a, b) in enumerate(zip(g0, g1)):
+            assert (a is None) == (b is None), f"{name} step {i}: gradient {j} is None in one mode only"
+            if a is not None:
+                _close(a, b, f"{name} step {i} gradient {j}", scale)
+    # the method's state (CRD's memory banks, constants and sampler) went the same way
+    for (k, a), b in zip(eager.method.state_dict().items(), compiled.method.state_dict().values()):
+        if isinstance(a, torch.Tensor):
+            _close(a.float(), b.float(), f"{name} method state {k}")
+
+
+@pytest.mark.parametrize("mode", [["--compile"], ["--amp", "bf16", "--channels-last"]], ids=["compile", "bf16-nhwc"])
+def test_run_resumes_exactly_in_each_mode(mode, digits_teacher, tmp_path, monkeypatch):
+    """A CRD run stopped after epoch 2 and resumed ends bit for bit where the uninterrupted run of
+    the same mode ends. Compiled, epochs after the first add no compiled graphs (the lr, the epoch
+    number and the last, smaller batch do not cause recompiles after epoch 1)."""
+    import engine.trainer
+    import train_student
+    from core.checkpoint import load_file
+
+    args = ["--dataset", "digits", "--no-progress", "--save-every", "0", "--teacher", digits_teacher["ckpt"],
+            "--save-dir", str(tmp_path), "--method", "crd", "--student", "resnet8", "--epochs", "3",
+            "--lr-decay-epochs", "2", "--nce-k", "256", *mode]
+    real = engine.trainer.evaluate
+    graphs, calls = [], {"n": 0}
+
+    def counting(*a, **k):
+        graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+        return real(*a, **k)
+
+    torch._dynamo.reset()
+    before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    monkeypatch.setattr(engine.trainer, "evaluate", counting)
+    train_student.main(args + ["--name", "straight"])
+    # counted after each epoch
+    assert len(graphs) == 3 and graphs[0] == graphs[1] == graphs[2], graphs
+    assert (graphs[0] > before) == ("--compile" in mode)
+
+    def crash(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:   # after epochs 1 and 2, stop in epoch 3's evaluation
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine.trainer, "evaluate", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_student.main(args + ["--name", "crashed"])
+    monkeypatch.setattr(engine.trainer, "evaluate", real)
+    train_student.main(args + ["--name", "crashed", "--resume"])
+    a = load_file(str(tmp_path / "straight" / "ckpt" / "last.pth"))
+    b = load_file(str(tmp_path / "crashed" / "ckpt" / "last.pth"))
+    assert a["epoch"] == b["epoch"] == 3
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k, v in a["extra"]["method"].items():
+        if isinstance(v, torch.Tensor):
+            assert torch.equal(v, b["extra"]["method"][k]), k
