@@ -37,9 +37,10 @@ sys.path.insert(0, ROOT)
 
 import losses  # noqa: E402
 import models  # noqa: E402
-from core.compile import resolve_mode  # noqa: E402
+from core.compile import compile_step, resolve_mode  # noqa: E402
 from core.knn import KnnIndex  # noqa: E402
 from core.optim import sgd  # noqa: E402
+from core.precision import autocast, make_grad_scaler  # noqa: E402
 from datasets.feature_cache import FeatureCache, FeatureWriter, image_set_identity  # noqa: E402
 from datasets.memory import ImageSet, InMemoryLoader  # noqa: E402
 from engine.distill import CachedTeacher, Distiller, FrozenNet, probe_shapes  # noqa: E402
@@ -151,7 +152,6 @@ def peak_memory_mib(device):
 def time_training_cell(cell, cfg, mode, tmp):
     device = cfg.device
     distiller, optimizer, loader, batch = build_distiller(cell, cfg, mode, tmp)
-    from core.precision import make_grad_scaler
     scaler = make_grad_scaler(device, distiller.amp)
     distiller.train()
     if device.type == "cuda":
@@ -176,8 +176,7 @@ def time_linear(cfg, mode):
     labels = torch.randint(0, 1000, (len(feats),), device=device)
     head = torch.nn.Linear(dim, 1000).to(device)
     optimizer = sgd(head.parameters(), 0.01, 0.9, 1e-4, device)
-    forward = torch.compile(head, mode=resolve_mode("auto", device)) if flags["compile"] else head
-    from core.precision import autocast
+    forward = compile_step(head, resolve_mode("auto", device)) if flags["compile"] else head
 
     def epoch():
         for i in range(cfg.steps):

@@ -23,15 +23,13 @@ def outside_graph(fn):
 
 def resolve_mode(mode, device):
     """The torch.compile mode for a --compile value, or None when off."""
-    if mode in (None, False, "off"):
+    if mode in (None, "off"):
         return None
-    if mode is True:
-        mode = "auto"
     if mode not in COMPILE_MODES:
         raise UserError(f"--compile {mode}: choose from {', '.join(COMPILE_MODES)}")
     if mode == "auto":
         return "reduce-overhead" if torch.device(device).type == "cuda" else "default"
-    if mode in ("reduce-overhead",) and torch.device(device).type != "cuda":
+    if mode == "reduce-overhead" and torch.device(device).type != "cuda":
         raise UserError("--compile reduce-overhead (CUDA graphs) needs a CUDA device")
     return mode
 
