@@ -61,6 +61,10 @@ def is_distributed():
     return dist.is_available() and dist.is_initialized()
 
 
+def world_size():
+    return dist.get_world_size() if is_distributed() else 1
+
+
 def all_reduce_sum_tensor(tensor):
     """Element-wise sum of a tensor over all processes, returned on the tensor's device
     (identity when not distributed)."""

@@ -5,6 +5,7 @@ import os
 import time
 
 from core.checkpoint import capture_rng_state, load_state_dict_strict, restore_rng_state, save_atomic
+from core.distributed import world_size
 from core.errors import Interrupted
 from core.precision import make_grad_scaler
 from core.schedule import set_lr
@@ -28,6 +29,7 @@ class Trainer:
         self.pause = PauseRequests(ckpt_every_minutes)
         self.best = {"top1": -1.0, "top5": 0.0, "epoch": 0}
         self.last = None
+        self.seconds = 0.0   # wall time of the epochs so far, over every resume (the cell's cost)
 
     def generators(self):
         return {"data": self.train_loader.generator}
@@ -44,6 +46,7 @@ class Trainer:
             "best": dict(self.best),
             "last": dict(self.last) if self.last else None,
             "rng": capture_rng_state(self.generators()),
+            "seconds": self.seconds,
         }
 
     def fit(self):
@@ -83,6 +86,7 @@ class Trainer:
                 scalars.update({"test/top1": test["top1"], "test/top5": test["top5"], "test/loss": test["loss"]})
             else:
                 self.last, is_best, tested = {"epoch": epoch, "train_loss": train_stats["loss"]}, False, ""
+            self.seconds += time.time() - t0
             run.log(f"epoch {epoch}/{self.schedule.epochs} lr {lr:.5g} | {terms}{tested} | {time.time() - t0:.1f}s")
             run.scalars(scalars, epoch)
             if run.is_main:
@@ -91,7 +95,9 @@ class Trainer:
             if self.pause.signalled and epoch < self.schedule.epochs:
                 raise Interrupted(f"{self.pause.signalled} received: checkpoint of epoch {epoch} saved in "
                                   f"{run.last_path}; continue with --resume")
-        summary = {"last": self.last, "epochs": self.schedule.epochs, **run.meta}
+        summary = {"last": self.last, "epochs": self.schedule.epochs, **run.meta,
+                   "train_seconds": round(self.seconds, 1), "processes": world_size(),
+                   "device": self.train_loader.device.type}
         if self.test_loader is not None:
             summary["best"] = self.best
         run.write_summary(summary)
@@ -137,6 +143,7 @@ def restart_from_checkpoint(run, trainer):
     restore_rng_state(ckpt["rng"], trainer.generators())
     trainer.best = dict(ckpt["best"])
     trainer.last = ckpt.get("last")
+    trainer.seconds = ckpt.get("seconds", 0.0)
     trainer.start_epoch = ckpt["epoch"] + 1
     partial = ckpt.get("partial")
     where = f"epoch {trainer.start_epoch}"

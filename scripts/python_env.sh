@@ -2,7 +2,7 @@
 # Uses the current Python when torch (>= 2.1) and torchvision import there together with the other
 # requirements; otherwise creates .venv and installs requirements.txt (a pinned torch/torchvision
 # pair: a CPU-only torch of another version cannot import the registry's torchvision).
-_probe='import sys, torch, torchvision, numpy, sklearn, tqdm
+_probe='import sys, torch, torchvision, numpy, sklearn, tqdm, matplotlib, submitit
 sys.exit(0 if tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 1) else 1)'
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _extra="${1:-}"   # e.g. "pytest" for the test suite

@@ -1,0 +1,52 @@
+"""A cell: one script command (train_teacher.py, train_student.py, cache_features.py, eval_knn.py,
+eval_linear.py) with the run folder it writes, the cells it needs first, and how many processes
+it runs on (torchrun when more than one)."""
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import List
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclass
+class Cell:
+    name: str                 # unique in the grid, e.g. 'resnet14_to_resnet8/KD_seed0'
+    script: str               # relative to the project root
+    args: List[str]           # the script's flags, without --resume
+    folder: str               # the run folder: its summary.json says the cell is done
+    needs: List[str] = field(default_factory=list)   # names of the cells that must be done first
+    nproc: int = 1            # processes per cell (torchrun --nproc_per_node) when > 1
+    resumable: bool = True    # training cells continue with --resume; evaluations are simply rerun
+
+    def command(self, python=sys.executable, resume=False):
+        """The command line, from the project root."""
+        head = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}"] \
+            if self.nproc > 1 else [python]
+        return head + [os.path.join(ROOT, self.script), *self.args, *(["--resume"] if resume else [])]
+
+
+def in_order(cells):
+    """The cells with every cell after the ones it needs; an unknown or circular need is an error."""
+    by_name = {c.name: c for c in cells}
+    if len(by_name) != len(cells):
+        raise ValueError("two cells of the grid have the same name")
+    done, order, visiting = set(), [], set()
+
+    def visit(cell):
+        if cell.name in done:
+            return
+        if cell.name in visiting:
+            raise ValueError(f"cell {cell.name} needs itself (a dependency cycle)")
+        visiting.add(cell.name)
+        for need in cell.needs:
+            if need not in by_name:
+                raise ValueError(f"cell {cell.name} needs {need}, which is not in the grid")
+            visit(by_name[need])
+        visiting.discard(cell.name)
+        done.add(cell.name)
+        order.append(cell)
+
+    for c in cells:
+        visit(c)
+    return order

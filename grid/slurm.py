@@ -1,0 +1,127 @@
+"""The SLURM executor, through submitit: every cell that is not done is submitted as one job
+(its dependencies as SLURM `afterok` dependencies on the jobs of the cells it needs), and the
+runner then follows the cells by their run folders, not by the scheduler's accounting (which a
+cluster may not have). Preemption-safe: on SLURM's warning signal before the time limit, or on
+preemption, the job sends SIGTERM to the cell's process (it saves a mid-epoch checkpoint and
+exits 75) and requeues itself; `scontrol requeue` does the same through SLURM. A requeued job
+starts the cell again with --resume, which continues bit for bit."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from .cells import ROOT, in_order
+from .state import DONE, FAILED, QUEUED, RUNNING, cell_state, has_started
+
+INTERRUPTED_EXIT = 75
+
+
+class CellJob:
+    """What a SLURM job runs: the cell's command, resumed when its folder has started; a
+    submitit Checkpointable, so that a job about to be stopped checkpoints and requeues."""
+
+    def __init__(self, cell, log_path, python=sys.executable):
+        self.cell, self.log_path, self.python = cell, log_path, python
+        self.proc = None
+
+    def __call__(self):
+        resume = self.cell.resumable and has_started(self.cell.folder)
+        command = self.cell.command(self.python, resume=resume)
+        with open(self.log_path, "a") as log:
+            log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} job {os.environ.get('SLURM_JOB_ID', '?')} "
+                      f"{' '.join(command)}\n")
+            log.flush()
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            code = self.proc.wait()
+        if code not in (0, INTERRUPTED_EXIT):
+            raise RuntimeError(f"cell {self.cell.name} exited with {code}; log {self.log_path}")
+        return code
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit before the job is stopped (time limit, preemption): let the cell
+        save a checkpoint, then requeue this job."""
+        import submitit
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc = None
+        return submitit.helpers.DelayedSubmission(CellJob(self.cell, self.log_path, self.python))
+
+
+class SlurmExecutor:
+    """partition, time_min, gpus (per cell), cpus (per cell), account, qos, max_running (array
+    throttling: at most this many cells of the grid run at once, via SLURM dependencies)."""
+
+    def __init__(self, records, folder, partition=None, time_min=60, gpus=0, cpus=2, account=None, qos=None,
+                 mem_gb=None, python=sys.executable, poll_s=5.0, echo=print):
+        import submitit
+        self.records, self.python, self.poll_s, self.echo = records, python, poll_s, echo
+        self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        # the job unpickles a CellJob: the project must be importable there
+        params = {"timeout_min": time_min, "cpus_per_task": cpus, "slurm_signal_delay_s": 120,
+                  "slurm_setup": [f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"]}
+        if gpus:
+            params["gpus_per_node"] = gpus
+        if partition:
+            params["slurm_partition"] = partition
+        if mem_gb:
+            params["mem_gb"] = mem_gb
+        extra = {k: v for k, v in (("account", account), ("qos", qos)) if v}
+        self.base_params, self.extra = params, extra
+
+    def _submit(self, cell, after):
+        extra = dict(self.extra)
+        if after:
+            extra["dependency"] = "afterok:" + ":".join(after)
+        tasks = {"tasks_per_node": 1, "nodes": 1}
+        self.executor.update_parameters(name=cell.name.replace("/", "."), slurm_additional_parameters=extra,
+                                        **self.base_params, **tasks)
+        job = self.executor.submit(CellJob(cell, self.records.log_path(cell), self.python))
+        self.records.write(cell, state=QUEUED, job=str(job.job_id))
+        self.echo(f"submit  {cell.name}  job {job.job_id}" + (f" after {','.join(after)}" if after else ""))
+        return job
+
+    def run(self, cells):
+        order = in_order(cells)
+        jobs, final = {}, {}
+        for cell in order:
+            state = cell_state(cell, self.records).state
+            if state == DONE:
+                final[cell.name] = DONE
+                continue
+            if state == RUNNING:   # an earlier job still has it: follow it, do not submit another
+                continue
+            after = [str(jobs[n].job_id) for n in cell.needs if n in jobs]
+            jobs[cell.name] = self._submit(cell, after)
+        by_name = {c.name: c for c in order}
+        while len(final) < len(order):
+            for cell in order:
+                if cell.name in final:
+                    continue
+                if cell_state(cell, self.records).state == DONE:
+                    final[cell.name] = DONE
+                    self.records.finished(cell, 0)
+                    self.echo(f"done    {cell.name}")
+                    continue
+                job = jobs.get(cell.name)
+                failed_need = [n for n in cell.needs if final.get(n) == FAILED]
+                if failed_need:
+                    if job is not None:
+                        job.cancel(check=False)
+                    final[cell.name] = FAILED
+                    self.records.write(cell, state=FAILED, exit=None, error=f"not run: needs {', '.join(failed_need)}")
+                    self.echo(f"failed  {cell.name}  (a cell it needs failed)")
+                    continue
+                if job is not None and job.done():
+                    try:
+                        job.result()
+                    except Exception as e:   # the job's own error: the cell failed
+                        final[cell.name] = FAILED
+                        self.records.finished(by_name[cell.name], 1)
+                        self.echo(f"failed  {cell.name}  ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            time.sleep(self.poll_s)
+        return final
