@@ -16,6 +16,7 @@ import models
 from core import distributed
 from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
 from core.errors import UserError
+from core.jsonio import read_json
 from core.compile import resolve_mode
 from core.optim import sgd
 from core.schedule import Schedule
@@ -28,8 +29,10 @@ from engine.init_phase import init_cache_path, reuse_or_run_init
 from engine.loops import evaluate
 from engine.run_folder import RunFolder
 from engine.trainer import Trainer, restart_from_checkpoint
+from grid.report import teacher_warning
 from models import weights
 
+PAPER_TABLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "paper_tables.json")
 RECIPE_FLAGS = {"epochs": positive_int, "batch_size": positive_int, "lr": positive_float, "schedule": str,
                 "lr_decay_epochs": int_list, "lr_decay_rate": positive_float, "momentum": non_negative_float,
                 "weight_decay": non_negative_float}
@@ -184,6 +187,10 @@ def distil(args, info, device):
             distiller.eval()
             run.meta["teacher_top1"] = evaluate(distiller.classify_with_teacher, test.loader)["top1"]
             told = f", test top-1 {run.meta['teacher_top1']:.2f}"
+            if args.dataset == "cifar100":
+                warning = teacher_warning(read_json(PAPER_TABLES), teacher_arch, run.meta["teacher_top1"])
+                if warning:
+                    run.log(warning)
         run.log(f"{args.method}: teacher {teacher_arch} ({args.teacher_feats or args.teacher}{told}) -> student "
                 f"{args.student} on {args.dataset}, weights ce {loss_weights.ce:g} kd {loss_weights.kd:g} method "
                 f"{loss_weights.distill:g}, on {device} x {info.world_size} process(es); writing to {run.folder}")

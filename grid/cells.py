@@ -1,10 +1,11 @@
 """A cell: one script command (train_teacher.py, train_student.py, cache_features.py, eval_knn.py,
 eval_linear.py) with the run folder it writes, the cells it needs first, and how many processes
 it runs on (torchrun when more than one)."""
+import json
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,6 +19,21 @@ class Cell:
     needs: List[str] = field(default_factory=list)   # names of the cells that must be done first
     nproc: int = 1            # processes per cell (torchrun --nproc_per_node) when > 1
     resumable: bool = True    # training cells continue with --resume; evaluations are simply rerun
+    done_file: Optional[str] = None   # the file that says the cell is done (default: <folder>/summary.json)
+    done_key: Optional[str] = None    # ... when it holds this key (an evaluation adds 'knn' / 'linear')
+    labels: dict = field(default_factory=dict)   # where the report puts its result (table, group, row, seed)
+
+    def is_done(self):
+        path = self.done_file or os.path.join(self.folder, "summary.json")
+        if not os.path.isfile(path):
+            return False
+        if self.done_key is None:
+            return True
+        try:
+            with open(path) as f:
+                return self.done_key in json.load(f)
+        except (OSError, ValueError):
+            return False
 
     def command(self, python=sys.executable, resume=False):
         """The command line, from the project root."""

@@ -32,10 +32,14 @@ class LocalExecutor:
         self.slots = [g for g in gpus for _ in range(per_gpu)] if gpus else [None] * workers
         self.stop_signal = None
 
+    def n_gpus(self):
+        return len({s for s in self.slots if s is not None})
+
     def _free_slots(self, busy, n):
-        """`n` slots for a cell of n processes: one slot, or n whole free GPUs."""
+        """`n` slots for a cell of n processes: one slot (a CPU slot runs all n processes), or n
+        whole free GPUs."""
         free = [i for i in range(len(self.slots)) if i not in busy]
-        if n == 1:
+        if n == 1 or not self.n_gpus():
             return free[:1]
         gpus = []
         for g in dict.fromkeys(self.slots):
@@ -50,6 +54,9 @@ class LocalExecutor:
         gpus = sorted({self.slots[i] for i in slot_ids} - {None})
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+        elif "OMP_NUM_THREADS" not in os.environ:
+            # CPU cells share the cores: each its share of threads, or they slow each other down
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.slots)))
         log = open(self.records.log_path(cell), "a")
         command = cell.command(self.python, resume=resume)
         log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(command)}\n")
@@ -110,6 +117,12 @@ class LocalExecutor:
                         final[cell.name] = DONE
                         continue
                     if state == RUNNING:   # another process (an earlier runner's child) has it: wait
+                        continue
+                    if self.n_gpus() and cell.nproc > self.n_gpus():
+                        final[cell.name] = FAILED
+                        self.records.write(cell, state=FAILED, exit=None, error=f"not run: needs {cell.nproc} GPUs, "
+                                                                                f"--gpus lists {self.n_gpus()}")
+                        self.echo(f"failed  {cell.name}  (needs {cell.nproc} GPUs, --gpus lists {self.n_gpus()})")
                         continue
                     ids = self._free_slots(busy, cell.nproc)
                     if not ids:

@@ -57,15 +57,14 @@ class SlurmExecutor:
     throttling: at most this many cells of the grid run at once, via SLURM dependencies)."""
 
     def __init__(self, records, folder, partition=None, time_min=60, gpus=0, cpus=2, account=None, qos=None,
-                 mem_gb=None, python=sys.executable, poll_s=5.0, echo=print):
+                 mem_gb=None, max_running=None, python=sys.executable, poll_s=5.0, echo=print):
         import submitit
         self.records, self.python, self.poll_s, self.echo = records, python, poll_s, echo
         self.executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
         # the job unpickles a CellJob: the project must be importable there
         params = {"timeout_min": time_min, "cpus_per_task": cpus, "slurm_signal_delay_s": 120,
                   "slurm_setup": [f"export PYTHONPATH={ROOT}${{PYTHONPATH:+:$PYTHONPATH}}"]}
-        if gpus:
-            params["gpus_per_node"] = gpus
+        self.gpus, self.max_running = gpus, max_running
         if partition:
             params["slurm_partition"] = partition
         if mem_gb:
@@ -73,13 +72,19 @@ class SlurmExecutor:
         extra = {k: v for k, v in (("account", account), ("qos", qos)) if v}
         self.base_params, self.extra = params, extra
 
-    def _submit(self, cell, after):
+    def _submit(self, cell, after, lane_before=None):
+        """`after`: jobs that must succeed first (the cells it needs); `lane_before`: the job that
+        must have ended first (throttling: `max_running` lanes of jobs, one after another)."""
         extra = dict(self.extra)
-        if after:
-            extra["dependency"] = "afterok:" + ":".join(after)
-        tasks = {"tasks_per_node": 1, "nodes": 1}
+        dependency = ([f"afterok:{':'.join(after)}"] if after else []) + \
+            ([f"afterany:{lane_before}"] if lane_before else [])
+        if dependency:
+            extra["dependency"] = ",".join(dependency)
+        params = dict(self.base_params)
+        if self.gpus:   # a torchrun cell: one GPU per process, on one node
+            params["gpus_per_node"] = self.gpus * cell.nproc
         self.executor.update_parameters(name=cell.name.replace("/", "."), slurm_additional_parameters=extra,
-                                        **self.base_params, **tasks)
+                                        tasks_per_node=1, nodes=1, **params)
         job = self.executor.submit(CellJob(cell, self.records.log_path(cell), self.python))
         self.records.write(cell, state=QUEUED, job=str(job.job_id))
         self.echo(f"submit  {cell.name}  job {job.job_id}" + (f" after {','.join(after)}" if after else ""))
@@ -87,7 +92,7 @@ class SlurmExecutor:
 
     def run(self, cells):
         order = in_order(cells)
-        jobs, final = {}, {}
+        jobs, final, lanes = {}, {}, []   # lanes: the last job of each throttling lane
         for cell in order:
             state = cell_state(cell, self.records).state
             if state == DONE:
@@ -96,7 +101,12 @@ class SlurmExecutor:
             if state == RUNNING:   # an earlier job still has it: follow it, do not submit another
                 continue
             after = [str(jobs[n].job_id) for n in cell.needs if n in jobs]
-            jobs[cell.name] = self._submit(cell, after)
+            lane = None
+            if self.max_running:
+                lane = lanes.pop(0) if len(lanes) >= self.max_running else None
+            jobs[cell.name] = self._submit(cell, after, lane)
+            if self.max_running:
+                lanes.append(str(jobs[cell.name].job_id))
         by_name = {c.name: c for c in order}
         while len(final) < len(order):
             for cell in order:

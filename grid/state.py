@@ -109,17 +109,30 @@ def last_line(path):
     return lines[-1] if lines else None
 
 
+def _recorded_process_alive(record, cell):
+    """An evaluation or cache cell holds no run lock: the local runner's record of its process
+    (pid on this host, running the cell's script: a reused pid is not mistaken for it) says
+    whether it still runs."""
+    if record.get("state") != RUNNING or record.get("host") != socket.gethostname() or not record.get("pid"):
+        return False
+    try:
+        with open(f"/proc/{int(record['pid'])}/cmdline", "rb") as f:
+            return os.path.basename(cell.script).encode() in f.read()
+    except (OSError, ValueError):
+        return False
+
+
 def cell_state(cell, records):
     """done / running / failed / interrupted / queued (submitted, not started) / pending."""
-    if os.path.isfile(os.path.join(cell.folder, "summary.json")):
+    if cell.is_done():
         return CellState(DONE, log=records.log_path(cell))
     record = records.read(cell) or {}
-    if _lock_is_held(cell.folder):
+    if (cell.resumable and _lock_is_held(cell.folder)) or _recorded_process_alive(record, cell):
         return CellState(RUNNING, record.get("host", ""), records.log_path(cell))
     if record.get("state") == FAILED:
-        return CellState(FAILED, f"exit {record.get('exit')}: {record.get('error') or '(empty log)'}",
-                         record.get("log"))
-    if has_started(cell.folder):
+        code = f"exit {record['exit']}: " if record.get("exit") is not None else ""
+        return CellState(FAILED, f"{code}{record.get('error') or '(empty log)'}", record.get("log"))
+    if cell.resumable and has_started(cell.folder):
         return CellState(INTERRUPTED, "continues with --resume", records.log_path(cell))
     if record.get("state") == QUEUED:
         return CellState(QUEUED, record.get("job", ""), records.log_path(cell))

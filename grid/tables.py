@@ -1,9 +1,10 @@
 """Tables declared as data and expanded into cells: a distillation grid (teacher -> student pairs
-x rows x seeds, with flag overrides), of which the SSKD tables are two presets. Each teacher is a
-cell (unless a published checkpoint is given) that its students need."""
+x rows x seeds, with flag overrides), of which the SSKD tables are two presets, and the SimReg
+table (per row: teacher features cached, student trained, 1-NN / 20-NN, linear probe). Each
+teacher is a cell (unless a published checkpoint is given) that its students need."""
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 from .cells import Cell
 
@@ -36,7 +37,7 @@ class DistillationGrid:
     teacher_epochs: Optional[int] = None
     teacher_seed: int = 0
     teacher_ckpt: str = "best"            # SSKD used the best-test-epoch teacher; RepDistiller the last
-    pretrained_teachers: Optional[str] = None   # RepDistiller's <arch>_vanilla/ckpt_epoch_240.pth files
+    pretrained_teachers: Optional[str] = None   # a folder of published teachers (scripts/fetch_teachers.py)
     baselines: str = "plus_kd"
     kd_weight: float = 1.0
     extra_args: List[str] = field(default_factory=list)     # every command
@@ -54,11 +55,16 @@ class DistillationGrid:
             raise ValueError(f"overrides for rows not in the grid: {', '.join(sorted(unknown))}")
 
 
-def _published_teacher(grid, arch):
+def published_teacher(grid, arch):
+    """RepDistiller's <arch>_vanilla/ckpt_epoch_240.pth, else SSKD's teacher_<arch>_seed<k>/ckpt/best.pth
+    (scripts/fetch_teachers.py puts them there), else None: the teacher is trained."""
     if not grid.pretrained_teachers:
         return None
-    path = os.path.join(grid.pretrained_teachers, f"{arch}_vanilla", "ckpt_epoch_240.pth")
-    return path if os.path.isfile(path) else None
+    for path in (os.path.join(grid.pretrained_teachers, f"{arch}_vanilla", "ckpt_epoch_240.pth"),
+                 os.path.join(grid.pretrained_teachers, f"teacher_{arch}_seed{grid.teacher_seed}", "ckpt", "best.pth")):
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def _row_method(grid, row):
@@ -77,7 +83,7 @@ def expand(grid, out):
         t = pair.split(":")[0]
         if t in teachers:
             continue
-        published = _published_teacher(grid, t)
+        published = published_teacher(grid, t)
         if published:
             teachers[t] = (published, [])
             continue
@@ -86,7 +92,8 @@ def expand(grid, out):
         epochs = grid.teacher_epochs or grid.epochs
         args = data + ["--arch", t, "--seed", str(grid.teacher_seed), "--save-dir", os.path.join(out, "teachers"),
                        "--name", name, "--no-progress"] + (["--epochs", str(epochs)] if epochs else []) + grid.extra_args
-        cells.append(Cell(f"teachers/{name}", "train_teacher.py", args, folder))
+        cells.append(Cell(f"teachers/{name}", "train_teacher.py", args, folder,
+                          labels={"table": "distill", "group": "teachers", "row": t, "seed": grid.teacher_seed}))
         teachers[t] = (os.path.join(folder, "ckpt", f"{grid.teacher_ckpt}.pth"), [f"teachers/{name}"])
     for pair in grid.pairs:
         t, s = pair.split(":")
@@ -102,14 +109,134 @@ def expand(grid, out):
                         + (["--epochs", str(grid.epochs)] if grid.epochs else [])
                         + grid.extra_args + grid.student_args + grid.overrides.get(row, []))
                 cells.append(Cell(f"{t}_to_{s}/{name}", "train_student.py", args, os.path.join(save_dir, name),
-                                  needs=list(needs)))
+                                  needs=list(needs), labels={"table": "distill", "group": f"{t}_to_{s}", "row": row,
+                                                             "seed": seed}))
+    return cells
+
+
+# the SimReg paper's rows: teacher file (as published), its format, the student, cached as the paper
+SIMREG_ROWS = [
+    {"teacher": "moco_v2_800ep_pretrain.pth.tar", "format": "moco", "student": "mobilenet_v2", "cached": False,
+     "name": "simreg_moco_mobilenet"},
+    {"teacher": "moco_v2_800ep_pretrain.pth.tar", "format": "moco", "student": "resnet18", "cached": False,
+     "name": "simreg_moco_resnet18"},
+    {"teacher": "simclr_r50x4.pth", "format": "simclr_x4_flat", "student": "resnet50", "cached": True,
+     "name": "simreg_simclr_resnet50"},
+    {"teacher": "byol_r50_converted.pth", "format": "byol", "student": "resnet18", "cached": True,
+     "name": "simreg_byol_resnet18"},
+    {"teacher": "swav_400ep_bs256_pretrain.pth.tar", "format": "swav", "student": "resnet18", "cached": True,
+     "name": "simreg_swav_resnet18"},
+]
+ROW_FIELDS = {"teacher", "format", "student", "cached", "name"}
+
+
+@dataclass
+class SimRegTable:
+    """rows: indices of SIMREG_ROWS (the paper's table) or rows written out as dicts with
+    ROW_FIELDS (teacher: a path, or a file name in weights_dir). The method's recipe is the
+    default (130 epochs, batch 256 over `nproc` processes, 4-layer head); `cached` None keeps each
+    row's own choice (the paper cached rows 2-4)."""
+    rows: List[Union[int, dict]] = field(default_factory=lambda: list(range(len(SIMREG_ROWS))))
+    seeds: List[int] = field(default_factory=lambda: [0])
+    dataset: str = "imagenet"
+    data_root: str = "./data/imagenet"
+    weights_dir: str = "./weights"
+    cached: Optional[bool] = None
+    mlp_layers: int = 4
+    epochs: int = 130
+    batch_size: int = 256
+    nproc: int = 4
+    ks: str = "1,20"
+    extra_args: List[str] = field(default_factory=list)    # the caching and the training commands
+    train_args: List[str] = field(default_factory=list)    # train_student.py only
+    linear_args: List[str] = field(default_factory=list)   # eval_linear.py
+    knn_args: List[str] = field(default_factory=list)      # eval_knn.py
+
+    def cached_rows(self):
+        """The names of the rows trained from cached teacher features."""
+        return [row["name"] for _, row in self.resolved_rows() if (row["cached"] if self.cached is None
+                                                                    else self.cached)]
+
+    def resolved_rows(self):
+        """[(paper row index or None, row dict)]"""
+        out = []
+        for r in self.rows:
+            if isinstance(r, bool) or not isinstance(r, (int, dict)):
+                raise ValueError(f"SimReg row {r!r}: give a row of the paper (0-{len(SIMREG_ROWS) - 1}) or a dict "
+                                 f"with {', '.join(sorted(ROW_FIELDS))}")
+            if isinstance(r, int):
+                if not 0 <= r < len(SIMREG_ROWS):
+                    raise ValueError(f"no row {r} in the SimReg table (rows are 0-{len(SIMREG_ROWS) - 1})")
+                out.append((r, dict(SIMREG_ROWS[r])))
+            else:
+                if set(r) != ROW_FIELDS:
+                    raise ValueError(f"SimReg row {r}: needs exactly the fields {', '.join(sorted(ROW_FIELDS))}")
+                out.append((None, dict(r)))
+        if len({row["name"] for _, row in out}) != len(out):
+            raise ValueError("two SimReg rows have the same name")
+        if self.nproc < 1:
+            raise ValueError(f"nproc {self.nproc}: at least 1 process per cell")
+        return out
+
+
+def expand_simreg(table, out):
+    """The cells of the SimReg table under `out`: teacher_feats/<format>_<dataset>_train (cached rows),
+    simreg/<name>_seed<k> (training), then .../knn and .../linear (evaluations, one after the other:
+    both write the run's summary.json)."""
+    data = ["--dataset", table.dataset, "--data-root", table.data_root]
+    cells, caches = [], {}
+    for paper_row, row in table.resolved_rows():
+        teacher = row["teacher"] if os.path.isabs(row["teacher"]) or os.path.dirname(row["teacher"]) \
+            else os.path.join(table.weights_dir, row["teacher"])
+        cached = row["cached"] if table.cached is None else table.cached
+        source, needs = ["--teacher", teacher, "--teacher-format", row["format"]], []
+        if cached:
+            prefix = os.path.join(out, "teacher_feats", f"{row['format']}_{table.dataset}_train")
+            name = f"teacher_feats/{os.path.basename(prefix)}"
+            if name not in caches:
+                args = ["--teacher", teacher, "--teacher-format", row["format"], *data, "--split", "train",
+                        "--out", prefix, "--no-progress", *table.extra_args]
+                caches[name] = Cell(name, "cache_features.py", args, os.path.dirname(prefix), nproc=table.nproc,
+                                    resumable=False, done_file=prefix + ".json")
+                cells.append(caches[name])
+            source, needs = ["--teacher-feats", prefix], [name]
+        for seed in table.seeds:
+            run = f"{row['name']}_seed{seed}"
+            folder = os.path.join(out, "simreg", run)
+            labels = {"table": "simreg", "paper_row": paper_row, "row": row["name"], "student": row["student"],
+                      "teacher": os.path.basename(teacher), "seed": seed}
+            train = Cell(f"simreg/{run}", "train_student.py",
+                         ["--method", "simreg", *data, *source, "--student", row["student"], "--mlp-layers",
+                          str(table.mlp_layers), "--epochs", str(table.epochs), "--batch-size", str(table.batch_size),
+                          "--seed", str(seed), "--save-dir", os.path.join(out, "simreg"), "--name", run,
+                          "--no-progress", *table.extra_args, *table.train_args],
+                         folder, needs=list(needs), nproc=table.nproc, labels=labels)
+            ckpt = os.path.join(folder, "ckpt", "last.pth")
+            knn = Cell(f"simreg/{run}/knn", "eval_knn.py",
+                       ["--checkpoint", ckpt, *data, "-k", table.ks, *table.knn_args], folder, needs=[train.name],
+                       resumable=False, done_key="knn")
+            linear = Cell(f"simreg/{run}/linear", "eval_linear.py",
+                          ["--checkpoint", ckpt, *data, "--eval-every", "40", "--seed", str(seed), "--no-progress",
+                           *table.linear_args], folder, needs=[knn.name], resumable=False, done_key="linear")
+            cells += [train, knn, linear]
     return cells
 
 
 def from_file(spec):
-    """A user-written grid (a JSON object with DistillationGrid's fields)."""
-    known = set(DistillationGrid.__dataclass_fields__)
+    """A user-written grid: a JSON object with DistillationGrid's fields, or with "kind": "simreg"
+    and SimRegTable's."""
+    spec = dict(spec)
+    kind = spec.pop("kind", "distill")
+    if kind not in ("distill", "simreg"):
+        raise ValueError(f"grid kind '{kind}': choose distill or simreg")
+    cls = SimRegTable if kind == "simreg" else DistillationGrid
+    known = set(cls.__dataclass_fields__)
     unknown = set(spec) - known
     if unknown:
         raise ValueError(f"unknown grid field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-    return DistillationGrid(**spec)
+    return cls(**spec)
+
+
+def cells_of(table, out):
+    """The cells of either kind of table."""
+    return expand_simreg(table, out) if isinstance(table, SimRegTable) else expand(table, out)

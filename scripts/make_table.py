@@ -4,12 +4,19 @@ Without --paper: one line per run found under --runs (used by run.sh).
 With --simreg-row N: one SimReg run (--runs = its folder) beside row N of the SimReg table.
 With --paper same_architecture|cross_architecture: the SSKD table layout written by the table
 launchers (<runs>/<teacher>_to_<student>/<Row>_seed<k>/, <runs>/teachers/<arch>_seed<k>/), with our
-mean over seeds, the published number and the difference."""
+mean over seeds, the published number and the difference.
+With --grid OUT: the report of a grid run by scripts/run_table.py (OUT/report.md, .csv, .png: mean
+± std over seeds, the paper's number and the difference for the last and the best epoch, teachers
+flagged when more than 1 point off the paper, the protocol and the device-hours); prints the
+markdown."""
 import argparse
 import json
 import os
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from grid import report  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PAPER_TABLES = os.path.join(HERE, "paper_tables.json")
@@ -106,14 +113,36 @@ def print_simreg_row(run_folder, row):
     return 0
 
 
+def print_grid_report(out, metric=None):
+    """Write <out>/report.md, .csv and .png from the grid's manifest and print the markdown."""
+    with open(PAPER_TABLES) as f:
+        paper_tables = json.load(f)
+    prefix = os.path.join(out, "report")
+    try:
+        text = report.write_reports(os.path.join(out, "grid", "manifest.json"), prefix, paper_tables, metric)
+    except ValueError as e:
+        print(f"make_table.py: {e}", file=sys.stderr)
+        return 2
+    print(text)
+    print(f"report: {prefix}.md, {prefix}.csv, {prefix}.png")
+    return 0
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", required=True, help="folder holding experiment folders")
+    p.add_argument("--runs", default=None, help="folder holding experiment folders")
+    p.add_argument("--grid", default=None, help="the --out folder of scripts/run_table.py")
     p.add_argument("--title", default="")
     p.add_argument("--paper", choices=["same_architecture", "cross_architecture"], default=None)
-    p.add_argument("--metric", choices=["best", "last"], default="best")
+    p.add_argument("--metric", choices=["best", "last"], default=None,
+                   help="epoch compared with the paper (default: best; for --grid, the one it was run with)")
     p.add_argument("--simreg-row", type=int, default=None, help="row of the SimReg table (0-4) for --runs = one run")
     args = p.parse_args(argv)
+    if (args.grid is None) == (args.runs is None):
+        p.error("give --runs or --grid")
+    if args.grid:
+        return print_grid_report(args.grid, args.metric)
+    args.metric = args.metric or "best"
     if args.simreg_row is not None:
         return print_simreg_row(args.runs, args.simreg_row)
     if args.paper:

@@ -14,6 +14,7 @@ where, with which code revision), one record and one log per cell."""
 import argparse
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -21,10 +22,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from grid import report, tables  # noqa: E402
+from grid import tables  # noqa: E402
 from grid.cells import ROOT, in_order  # noqa: E402
 from grid.local import LocalExecutor  # noqa: E402
 from grid.state import DONE, Records, cell_state  # noqa: E402
+from make_table import print_grid_report  # noqa: E402
+
+
+def _split(text):
+    return text.split() if text else []
 
 
 def parse_args(argv=None):
@@ -34,20 +40,39 @@ def parse_args(argv=None):
     sskd.add_argument("--table", choices=sorted(tables.SSKD_PAIRS), required=True)
     sskd.add_argument("--pairs", default=None, help="space-separated teacher:student pairs (default: the table's)")
     sskd.add_argument("--rows", default=" ".join(tables.ROWS), help="space-separated paper rows")
-    sskd.add_argument("--seeds", default="0")
+    sskd.add_argument("--seeds", default="0", help="space-separated student seeds")
     sskd.add_argument("--data-root", default="./data")
     sskd.add_argument("--download", action="store_true")
-    sskd.add_argument("--epochs", type=int, default=None)
+    sskd.add_argument("--epochs", type=int, default=None, help="default: each method's recipe (240)")
     sskd.add_argument("--teacher-seed", type=int, default=0)
     sskd.add_argument("--teacher-ckpt", choices=("best", "last"), default="best")
-    sskd.add_argument("--pretrained-teachers", default=None)
+    sskd.add_argument("--pretrained-teachers", default=None,
+                      help="folder of <arch>_vanilla/ckpt_epoch_240.pth (scripts/fetch_teachers.sh)")
     sskd.add_argument("--baselines", choices=("plus_kd", "alone"), default="plus_kd")
     sskd.add_argument("--kd-weight", type=float, default=1.0)
     sskd.add_argument("--extra-args", default="", help="appended to every command")
     sskd.add_argument("--student-args", default="", help="appended to student commands")
-    user = sub.add_parser("grid", help="a grid written as JSON (the fields of grid.tables.DistillationGrid)")
+    simreg = sub.add_parser("simreg", help="the SimReg paper table (ImageNet)")
+    simreg.add_argument("--rows", default=" ".join(str(i) for i in range(len(tables.SIMREG_ROWS))),
+                        help="space-separated rows of the table (0-4)")
+    simreg.add_argument("--seeds", default="0")
+    simreg.add_argument("--dataset", choices=("imagenet", "imagenet100"), default="imagenet")
+    simreg.add_argument("--data-root", default="./data/imagenet")
+    simreg.add_argument("--weights-dir", default="./weights", help="the teachers' published files")
+    simreg.add_argument("--cached", choices=("0", "1"), default=None,
+                        help="1: every row from cached teacher features, 0: none (default: as the paper, rows 2-4)")
+    simreg.add_argument("--mlp-layers", type=int, default=4)
+    simreg.add_argument("--epochs", type=int, default=130)
+    simreg.add_argument("--batch-size", type=int, default=256, help="global batch over the processes of a cell")
+    simreg.add_argument("--nproc-per-node", type=int, default=4, help="processes (GPUs) of a training cell")
+    simreg.add_argument("--extra-args", default="", help="appended to the caching and training commands")
+    simreg.add_argument("--train-args", default="", help="appended to the training commands")
+    simreg.add_argument("--knn-args", default="", help="appended to eval_knn.py")
+    simreg.add_argument("--linear-args", default="", help="appended to eval_linear.py, e.g. --use-cache")
+    user = sub.add_parser("grid", help="a grid written as JSON (the fields of grid.tables.DistillationGrid, or "
+                                       '"kind": "simreg" and those of SimRegTable)')
     user.add_argument("file")
-    for q in (sskd, user):
+    for q in (sskd, simreg, user):
         q.add_argument("--out", required=True, help="where the cells' run folders go")
         q.add_argument("--executor", choices=("local", "slurm"), default="local")
         q.add_argument("--gpus", default=None, help="comma list of GPU ids for the local executor")
@@ -57,11 +82,14 @@ def parse_args(argv=None):
         slurm.add_argument("--partition", default=None)
         slurm.add_argument("--time-min", type=int, default=24 * 60, help="time limit per cell (a cell that hits it "
                                                                              "checkpoints and is requeued)")
-        slurm.add_argument("--gpus-per-cell", type=int, default=1)
+        slurm.add_argument("--gpus-per-cell", type=int, default=1, help="GPUs of a one-process cell (a torchrun "
+                                                                         "cell gets one per process)")
         slurm.add_argument("--cpus-per-cell", type=int, default=8)
         slurm.add_argument("--mem-gb", type=int, default=None)
         slurm.add_argument("--account", default=None)
         slurm.add_argument("--qos", default=None)
+        slurm.add_argument("--max-running", type=int, default=None,
+                           help="at most this many cells of the grid run at once (array throttling)")
         q.add_argument("--status", action="store_true", help="print every cell's state and exit")
         q.add_argument("--dry-run", action="store_true", help="print the commands and exit")
         q.add_argument("--metric", choices=("best", "last"), default="best",
@@ -69,16 +97,50 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _ints(text, what):
+    try:
+        return [int(s) for s in text.split()]
+    except ValueError:
+        raise ValueError(f"{what} '{text}': space-separated integers") from None
+
+
+def check_rows(grid):
+    """Every row of a distillation grid is a paper row or one of our methods."""
+    if isinstance(grid, tables.SimRegTable):
+        return
+    import losses
+    for row in grid.rows:
+        if row not in tables.ROWS and row not in losses.METHODS:
+            raise ValueError(f"unknown row '{row}' (rows: {' '.join(tables.ROWS)}, or a method: "
+                             f"{' '.join(sorted(losses.METHODS))})")
+
+
 def build_grid(args):
     if args.kind == "sskd":
         pairs = args.pairs.split() if args.pairs else tables.SSKD_PAIRS[args.table]
-        return tables.DistillationGrid(
-            pairs=pairs, rows=args.rows.split(), seeds=[int(s) for s in args.seeds.split()], data_root=args.data_root,
+        grid = tables.DistillationGrid(
+            pairs=pairs, rows=args.rows.split(), seeds=_ints(args.seeds, "seeds"), data_root=args.data_root,
             download=args.download, epochs=args.epochs, teacher_seed=args.teacher_seed, teacher_ckpt=args.teacher_ckpt,
             pretrained_teachers=args.pretrained_teachers, baselines=args.baselines, kd_weight=args.kd_weight,
-            extra_args=args.extra_args.split(), student_args=args.student_args.split())
-    with open(args.file) as f:
-        return tables.from_file(json.load(f))
+            extra_args=_split(args.extra_args), student_args=_split(args.student_args))
+    elif args.kind == "simreg":
+        grid = tables.SimRegTable(
+            rows=_ints(args.rows, "rows"), seeds=_ints(args.seeds, "seeds"), dataset=args.dataset,
+            data_root=args.data_root, weights_dir=args.weights_dir,
+            cached=None if args.cached is None else args.cached == "1", mlp_layers=args.mlp_layers,
+            epochs=args.epochs, batch_size=args.batch_size, nproc=args.nproc_per_node,
+            extra_args=_split(args.extra_args), train_args=_split(args.train_args), knn_args=_split(args.knn_args), linear_args=_split(args.linear_args))
+    else:
+        try:
+            with open(args.file) as f:
+                spec = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{args.file}: not JSON ({e})") from None
+        if not isinstance(spec, dict):
+            raise ValueError(f"{args.file}: a grid is a JSON object")
+        grid = tables.from_file(spec)
+    check_rows(grid)
+    return grid
 
 
 def revision():
@@ -89,11 +151,12 @@ def revision():
         return None
 
 
-def write_manifest(path, argv, cells, executor):
+def write_manifest(path, argv, cells, executor, spec):
     manifest = {"command": [sys.executable, *sys.argv] if argv is None else argv, "revision": revision(),
                 "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "executor": executor,
-                "cells": [{"name": c.name, "command": c.command(), "folder": c.folder, "needs": c.needs}
-                          for c in cells]}
+                "report": spec,
+                "cells": [{"name": c.name, "script": c.script, "command": c.command(), "folder": c.folder,
+                           "needs": c.needs, "nproc": c.nproc, "labels": c.labels} for c in cells]}
     runs = []
     if os.path.isfile(path):
         try:
@@ -108,27 +171,36 @@ def write_manifest(path, argv, cells, executor):
     os.replace(path + ".tmp", path)
 
 
-def paper_table(args):
-    if args.kind != "sskd":
-        return None
-    with open(os.path.join(ROOT, "scripts", "paper_tables.json")) as f:
-        return json.load(f)["sskd_tables"][args.table]
-
-
-def protocol(args, grid):
-    what = f"SSKD table {args.table}" if args.kind == "sskd" else f"grid {args.file}"
-    teachers = f"teachers loaded from {grid.pretrained_teachers}" if grid.pretrained_teachers else \
-        f"teachers trained here (seed {grid.teacher_seed}, their {grid.teacher_ckpt} checkpoint)"
-    epochs = f"{grid.epochs} epochs" if grid.epochs else "the methods' recipes"
-    return (f"{what}; {grid.dataset}, {epochs}, seeds {', '.join(map(str, grid.seeds))}, baselines "
-            f"{grid.baselines}; {teachers}; metric: top-1 of the {args.metric} epoch")
-
-
-def write_report(args, grid):
-    prefix = os.path.join(args.out, "report")
-    report.write_reports(os.path.join(args.out, "grid", "manifest.json"), prefix, paper_table(args), args.metric,
-                         protocol(args, grid))
-    print(f"report: {prefix}.md, {prefix}.csv, {prefix}.png")
+def report_spec(args, grid):
+    """What the report needs to know of the grid (kept in the manifest, so that
+    `make_table.py --grid OUT` can write it again): its kind, the paper table, metric, protocol."""
+    simreg = isinstance(grid, tables.SimRegTable)
+    if args.kind == "sskd":
+        paper, what = args.table, f"SSKD table {args.table}"
+    elif args.kind == "simreg":
+        paper, what = "simreg", "SimReg table"
+    else:
+        paper, what = None, f"grid {args.file}"
+    if simreg:
+        cached = ", ".join(grid.cached_rows()) or "no row"
+        text = (f"{what}; {grid.dataset}, {grid.epochs} epochs, batch {grid.batch_size} over {grid.nproc} "
+                f"processes, {grid.mlp_layers}-layer head; teacher features cached for {cached}; seeds "
+                f"{', '.join(map(str, grid.seeds))}; metric: top-1 of 1-NN (k-NN {grid.ks}) and of the linear "
+                f"probe (its last epoch)")
+    else:
+        archs = list(dict.fromkeys(p.split(":")[0] for p in grid.pairs))
+        loaded = {a: path for a in archs if (path := tables.published_teacher(grid, a))}
+        trained = [a for a in archs if a not in loaded]
+        teachers = "; ".join(
+            ([f"teachers {', '.join(loaded)} loaded from {grid.pretrained_teachers}"] if loaded else []) +
+            ([f"teachers {', '.join(trained)} trained here (seed {grid.teacher_seed}, their {grid.teacher_ckpt} "
+              f"checkpoint)"] if trained else []))
+        epochs = f"{grid.epochs} epochs" if grid.epochs else (
+            "the reference recipe (240 epochs, SGD lr 0.05 x0.1 at 150/180/210, batch 64; lr 0.01 for MobileNetV2 "
+            "and ShuffleNet students)" if grid.dataset == "cifar100" else "the methods' recipes")
+        text = (f"{what}; {grid.dataset}, {epochs}, seeds {', '.join(map(str, grid.seeds))}, baselines "
+                f"{grid.baselines}; {teachers}; metric: top-1 of the {args.metric} epoch")
+    return {"kind": "simreg" if simreg else "distill", "paper": paper, "metric": args.metric, "protocol": text}
 
 
 def print_status(cells, records):
@@ -142,30 +214,46 @@ def print_status(cells, records):
     print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
 
 
+def gpu_list(text):
+    if not text:
+        return None
+    try:
+        return [int(g) for g in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--gpus '{text}': a comma list of GPU ids, e.g. 0,1,2,3") from None
+
+
+def make_executor(args, records):
+    if args.executor == "slurm":
+        from grid.slurm import SlurmExecutor
+        return SlurmExecutor(records, os.path.join(args.out, "grid", "submitit"), partition=args.partition,
+                             time_min=args.time_min, gpus=args.gpus_per_cell, cpus=args.cpus_per_cell,
+                             account=args.account, qos=args.qos, mem_gb=args.mem_gb, max_running=args.max_running)
+    return LocalExecutor(records, gpus=gpu_list(args.gpus), per_gpu=args.per_gpu, workers=args.workers)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    args.out = os.path.abspath(args.out)   # the cells' folders, wherever a cell (a SLURM job) starts
     try:
         grid = build_grid(args)
-        cells = in_order(tables.expand(grid, args.out))
+        cells = in_order(tables.cells_of(grid, args.out))
+        gpu_list(args.gpus)
     except (ValueError, OSError, TypeError) as e:
         print(f"run_table.py: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
         for c in cells:
-            print(" ".join(c.command()))
+            print(shlex.join(c.command()))
+        print(shlex.join([sys.executable, os.path.join(ROOT, "scripts", "make_table.py"), "--grid", args.out]))
         return 0
     records = Records(os.path.join(args.out, "grid"))
     if args.status:
         print_status(cells, records)
         return 0
-    write_manifest(os.path.join(args.out, "grid", "manifest.json"), argv, cells, args.executor)
-    if args.executor == "slurm":
-        from grid.slurm import SlurmExecutor
-        executor = SlurmExecutor(records, os.path.join(args.out, "grid", "submitit"), args.partition, args.time_min,
-                                 args.gpus_per_cell, args.cpus_per_cell, args.account, args.qos, args.mem_gb)
-    else:
-        gpus = [int(g) for g in args.gpus.split(",")] if args.gpus else None
-        executor = LocalExecutor(records, gpus=gpus, per_gpu=args.per_gpu, workers=args.workers)
+    write_manifest(os.path.join(args.out, "grid", "manifest.json"), argv, cells, args.executor,
+                   report_spec(args, grid))
+    executor = make_executor(args, records)
     try:
         final = executor.run(cells)
     except KeyboardInterrupt as e:
@@ -173,7 +261,7 @@ def main(argv=None):
         return 75
     failed = [n for n, s in final.items() if s != DONE]
     print_status(cells, records)
-    write_report(args, grid)
+    print_grid_report(args.out)
     return 1 if failed else 0
 
 

@@ -1,7 +1,8 @@
 """The slurm executor on a real one-node SLURM (started by the test, see slurm_cluster.py): a
 teacher and a student cell run as SLURM jobs, the student after the teacher (an afterok
-dependency); the student is requeued mid-run with `scontrol requeue`, resumes from its checkpoint
-and ends bit for bit where the same cells end when run uninterrupted."""
+dependency, plus the afterany throttle of --max-running 1); the student is requeued mid-run with
+`scontrol requeue`, resumes from its checkpoint and ends bit for bit where the same cells end
+when run uninterrupted."""
 import json
 import os
 import subprocess
@@ -37,8 +38,8 @@ def test_slurm_grid_with_a_requeued_cell(tmp_path):
     with one_node_slurm(tmp_path / "slurm") as env:
         runner = subprocess.Popen([sys.executable, RUNNER, "grid", str(grid_file), "--out", str(out),
                                    "--executor", "slurm", "--gpus-per-cell", "0", "--cpus-per-cell", "2",
-                                   "--time-min", "30"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, cwd=str(tmp_path))
+                                   "--time-min", "30", "--max-running", "1"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True, cwd=str(tmp_path))
         try:
             log = student / "log.txt"
             _wait_for(lambda: log.is_file() and "epoch 1/3" in log.read_text(), 600, "the student's first epoch")

@@ -12,9 +12,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _dry_run(script, **env):
+    """The launcher's commands, each as [python, script name, args...] (torchrun kept in front)."""
     out = subprocess.run(["bash", os.path.join(ROOT, "scripts", script)], capture_output=True, text=True,
                          env={**os.environ, "DRY_RUN": "1", "PY": sys.executable, **env}, check=True)
-    return [shlex.split(line) for line in out.stdout.splitlines() if line.strip()]
+    cmds = []
+    for line in out.stdout.splitlines():
+        if line.strip():
+            c = shlex.split(line)
+            cmds.append([a[len(ROOT) + 1:] if a.startswith(ROOT + os.sep) and not a.startswith(sys.executable) else a
+                         for a in c])
+    return cmds
 
 
 def test_same_architecture_dry_run_lists_every_cell():
@@ -23,7 +30,7 @@ def test_same_architecture_dry_run_lists_every_cell():
     students = [c for c in cmds if c[1] == "train_student.py"]
     assert [c[c.index("--arch") + 1] for c in teachers] == ["wrn_40_2", "resnet56", "resnet32x4", "vgg13"]
     assert len(students) == 5 * 12 * 2
-    assert cmds[-1][1] == "scripts/make_table.py"
+    assert cmds[-1][1:] == ["scripts/make_table.py", "--grid", "save/tables/same_architecture"]
     for c in teachers:
         train_teacher.parse_args(c[2:])       # every command is valid for its script
     by_name = {}
@@ -49,7 +56,7 @@ def test_cross_architecture_dry_run_options():
 
 def test_tiny_real_table_run(tmp_path, cifar_root):
     env = {"DATA_ROOT": cifar_root, "SAVE_DIR": str(tmp_path), "PAIRS": "resnet8:resnet8", "ROWS": "KD SSKD",
-           "EPOCHS": "1", "GPU": "", "EXTRA_ARGS": "--batch-size 100 --no-progress --device cpu", "STUDENT_ARGS": "--t-epochs 1",
+           "EPOCHS": "1", "GPUS": "", "EXTRA_ARGS": "--batch-size 100 --no-progress --device cpu", "STUDENT_ARGS": "--t-epochs 1",
            "PY": sys.executable}
     subprocess.run(["bash", os.path.join(ROOT, "scripts", "sskd_table_same_arch.sh")], check=True,
                    env={**os.environ, **env}, capture_output=True, text=True)
@@ -57,10 +64,11 @@ def test_tiny_real_table_run(tmp_path, cifar_root):
     for folder in ("teachers/resnet8_seed0", "resnet8_to_resnet8/KD_seed0", "resnet8_to_resnet8/SSKD_seed0"):
         s = json.loads((out / folder / "summary.json").read_text())
         assert s["epochs"] == 1 and 0 <= s["best"]["top1"] <= 100
-    # a second call finds every cell done and only prints the table
+    # a second call finds every cell done, starts nothing and writes the report again
     again = subprocess.run(["bash", os.path.join(ROOT, "scripts", "sskd_table_same_arch.sh")], check=True,
                            env={**os.environ, **env}, capture_output=True, text=True)
-    assert "train_" not in again.stdout and "SSKD table 'same_architecture'" in again.stdout
+    assert "start " not in again.stdout and "3 done" in again.stdout
+    assert "Protocol: SSKD table same_architecture" in again.stdout and (out / "report.md").is_file()
 
 
 def test_make_table_paper_layout(tmp_path):
@@ -88,20 +96,21 @@ def test_simreg_table_dry_run_is_valid_commands():
                "eval_knn.py": eval_knn.parse_args, "eval_linear.py": eval_linear.parse_args}
     cmds = _dry_run("simreg_table.sh")
     names = [next(a for a in c if a.endswith(".py")) for c in cmds]
-    rows = [c[c.index("--simreg-row") + 1] for c in cmds if "--simreg-row" in c]
-    assert rows == ["0", "1", "2", "3", "4"]
+    assert names[-1] == "scripts/make_table.py" and "--grid" in cmds[-1]
     # rows 2-4 cache their teacher (as the paper), SimCLR / BYOL / SwAV each into its own prefix
     cached = [c for c in cmds if "cache_features.py" in c]
     assert [c[c.index("--teacher-format") + 1] for c in cached] == ["simclr_x4_flat", "byol", "swav"]
     trained = []
-    for c, name in zip(cmds, names):
+    for i, (c, name) in enumerate(zip(cmds, names)):
         args = parsers[name](c[c.index(name) + 1:]) if name in parsers else None
         if name == "train_student.py":
             assert (args.method, args.epochs, args.batch_size, args.schedule) == ("simreg", 130, 256, "cosine")
             assert (args.lr, args.weight_decay, args.mlp_layers) == (0.05, 1e-4, 4)
             trained.append((args.student, args.teacher_feats is not None))
-        if name == "cache_features.py":
-            assert c[:3] == [sys.executable, "-m", "torch.distributed.run"]
+        if name in ("cache_features.py", "train_student.py"):   # 4 processes per cell
+            assert c[:3] == [sys.executable, "-m", "torch.distributed.run"] and "--nproc_per_node=4" in c
+        if name == "eval_linear.py":   # after the k-NN: both write the run's summary.json
+            assert names[i - 1] == "eval_knn.py"
     assert trained == [("mobilenet_v2", False), ("resnet18", False), ("resnet50", True), ("resnet18", True),
                        ("resnet18", True)]
     assert names.count("eval_knn.py") == names.count("eval_linear.py") == 5
