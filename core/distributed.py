@@ -39,15 +39,17 @@ def init(device):
     return DistInfo(rank, world_size, local_rank), device
 
 
-def wrap(module, info, device, sync_bn=False, data_parallel=False, broadcast_buffers=True):
+def wrap(module, info, device, sync_bn=False, data_parallel=False, broadcast_buffers=True,
+         find_unused_parameters=False):
     """DDP under torchrun (optionally with SyncBatchNorm, CUDA only); DataParallel over all visible
-    GPUs when asked (reference behaviour: BN statistics per GPU chunk); else the module itself."""
+    GPUs when asked (reference behaviour: BN statistics per GPU chunk); else the module itself.
+    `find_unused_parameters`: some parameters get no gradient (a classifier the loss does not use)."""
     if info.enabled:
         if sync_bn:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         return nn.parallel.DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=broadcast_buffers)
+            broadcast_buffers=broadcast_buffers, find_unused_parameters=find_unused_parameters)
     if data_parallel and device.type == "cuda" and torch.cuda.device_count() > 1:
         return nn.DataParallel(module)
     return module

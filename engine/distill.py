@@ -153,8 +153,11 @@ class Distiller(nn.Module):
     # ------------------------------------------------------------------ parallelism
     def parallelize(self, info, device, sync_bn=False, data_parallel=False):
         """DDP under torchrun (the method too when it has trainable parameters; its buffers, such as
-        CRD's memory banks, are kept identical by the method itself), or DataParallel when asked."""
-        self._set_student_calls(distributed.wrap(self.student, info, device, sync_bn, data_parallel))
+        CRD's memory banks, are kept identical by the method itself), or DataParallel when asked. A
+        loss that does not use the student's logits (SimReg) leaves its classifier without gradients,
+        which DDP must be told."""
+        self._set_student_calls(distributed.wrap(self.student, info, device, sync_bn, data_parallel,
+                                                 find_unused_parameters=not self.method.uses_logits))
         if info.enabled and any(p.requires_grad for p in self.method.parameters()):
             self._calls["method"] = distributed.wrap(self.method, info, device, broadcast_buffers=False)
         self._compiled.clear()   # compile the wrappers

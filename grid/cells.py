@@ -17,7 +17,8 @@ class Cell:
     args: List[str]           # the script's flags, without --resume
     folder: str               # the run folder: its summary.json says the cell is done
     needs: List[str] = field(default_factory=list)   # names of the cells that must be done first
-    nproc: int = 1            # processes per cell (torchrun --nproc_per_node) when > 1
+    nproc: int = 1            # processes per node (torchrun --nproc_per_node) when > 1
+    nodes: int = 1            # nodes of a torchrun cell (the slurm executor only)
     resumable: bool = True    # training cells continue with --resume; evaluations are simply rerun
     done_file: Optional[str] = None   # the file that says the cell is done (default: <folder>/summary.json)
     done_key: Optional[str] = None    # ... when it holds this key (an evaluation adds 'knn' / 'linear')
@@ -35,11 +36,27 @@ class Cell:
         except (OSError, ValueError):
             return False
 
-    def command(self, python=sys.executable, resume=False):
-        """The command line, from the project root."""
-        head = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}"] \
-            if self.nproc > 1 else [python]
+    def command(self, python=sys.executable, resume=False, rendezvous=None):
+        """The command line, from the project root. `rendezvous` (node rank, first host, job id)
+        starts one node's share of a cell over several nodes; otherwise torchrun is standalone."""
+        if rendezvous is not None:
+            rank, host, job = rendezvous
+            head = [python, "-m", "torch.distributed.run", f"--nnodes={self.nodes}", f"--node_rank={rank}",
+                    f"--nproc_per_node={self.nproc}", "--rdzv_backend=c10d", f"--rdzv_endpoint={host}:29400",
+                    f"--rdzv_id={job}"]
+        elif self.nodes > 1:
+            raise ValueError(f"cell {self.name} spans {self.nodes} nodes: only the slurm executor starts it")
+        elif self.nproc > 1:
+            head = [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={self.nproc}"]
+        else:
+            head = [python]
         return head + [os.path.join(ROOT, self.script), *self.args, *(["--resume"] if resume else [])]
+
+
+    def shown_command(self):
+        """The command as the dry run and the manifest show it (a cell over several nodes with the
+        values SLURM fills in on each node)."""
+        return self.command(rendezvous=("$SLURM_NODEID", "$FIRST_NODE", "$SLURM_JOB_ID") if self.nodes > 1 else None)
 
 
 def in_order(cells):

@@ -26,17 +26,43 @@ class CellJob:
         self.proc = None
 
     def __call__(self):
-        resume = self.cell.resumable and has_started(self.cell.folder)
-        command = self.cell.command(self.python, resume=resume)
-        with open(self.log_path, "a") as log:
+        node, rendezvous = 0, None
+        if self.cell.nodes > 1:   # one task per node; every node starts its share of torchrun
+            import submitit
+            env = submitit.JobEnvironment()
+            node, rendezvous = env.node, (env.node, env.hostnames[0], env.job_id)
+        resume = self.cell.resumable and self._resume_decision(node)
+        command = self.cell.command(self.python, resume=resume, rendezvous=rendezvous)
+        log_path = self.log_path if node == 0 else f"{self.log_path}.node{node}"
+        with open(log_path, "a") as log:
             log.write(f"# {time.strftime('%Y-%m-%dT%H:%M:%S')} job {os.environ.get('SLURM_JOB_ID', '?')} "
                       f"{' '.join(command)}\n")
             log.flush()
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
             code = self.proc.wait()
         if code not in (0, INTERRUPTED_EXIT):
-            raise RuntimeError(f"cell {self.cell.name} exited with {code}; log {self.log_path}")
+            raise RuntimeError(f"cell {self.cell.name} exited with {code}; log {log_path}")
         return code
+
+    def _resume_decision(self, node, wait_s=600):
+        """Whether this start continues the run. With several nodes, node 0 decides (before its
+        processes write anything) and the others read its decision, so that all agree; the
+        decision is keyed by the job and its restart count (a requeued job decides again)."""
+        if self.cell.nodes == 1:
+            return has_started(self.cell.folder)
+        key = f"{os.environ.get('SLURM_JOB_ID', '0')}.{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+        path = f"{self.log_path}.resume-{key}"
+        if node == 0:
+            with open(path + ".tmp", "w") as f:
+                f.write("1" if has_started(self.cell.folder) else "0")
+            os.replace(path + ".tmp", path)
+        deadline = time.time() + wait_s
+        while not os.path.isfile(path):
+            if time.time() > deadline:
+                raise RuntimeError(f"cell {self.cell.name}: node 0 wrote no resume decision ({path}) in {wait_s} s")
+            time.sleep(1)
+        with open(path) as f:
+            return f.read().strip() == "1"
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit before the job is stopped (time limit, preemption): let the cell
@@ -81,10 +107,10 @@ class SlurmExecutor:
         if dependency:
             extra["dependency"] = ",".join(dependency)
         params = dict(self.base_params)
-        if self.gpus:   # a torchrun cell: one GPU per process, on one node
+        if self.gpus:   # a torchrun cell: `gpus` per process, its processes on each of its nodes
             params["gpus_per_node"] = self.gpus * cell.nproc
         self.executor.update_parameters(name=cell.name.replace("/", "."), slurm_additional_parameters=extra,
-                                        tasks_per_node=1, nodes=1, **params)
+                                        tasks_per_node=1, nodes=cell.nodes, **params)
         job = self.executor.submit(CellJob(cell, self.records.log_path(cell), self.python))
         self.records.write(cell, state=QUEUED, job=str(job.job_id))
         self.echo(f"submit  {cell.name}  job {job.job_id}" + (f" after {','.join(after)}" if after else ""))

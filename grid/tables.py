@@ -145,7 +145,8 @@ class SimRegTable:
     mlp_layers: int = 4
     epochs: int = 130
     batch_size: int = 256
-    nproc: int = 4
+    nproc: int = 4      # processes (GPUs) per node of a caching / training cell
+    nodes: int = 1      # nodes per caching / training cell (the slurm executor)
     ks: str = "1,20"
     extra_args: List[str] = field(default_factory=list)    # the caching and the training commands
     train_args: List[str] = field(default_factory=list)    # train_student.py only
@@ -174,8 +175,8 @@ class SimRegTable:
                 out.append((None, dict(r)))
         if len({row["name"] for _, row in out}) != len(out):
             raise ValueError("two SimReg rows have the same name")
-        if self.nproc < 1:
-            raise ValueError(f"nproc {self.nproc}: at least 1 process per cell")
+        if self.nproc < 1 or self.nodes < 1:
+            raise ValueError(f"nproc {self.nproc}, nodes {self.nodes}: at least 1 process on 1 node per cell")
         return out
 
 
@@ -197,7 +198,7 @@ def expand_simreg(table, out):
                 args = ["--teacher", teacher, "--teacher-format", row["format"], *data, "--split", "train",
                         "--out", prefix, "--no-progress", *table.extra_args]
                 caches[name] = Cell(name, "cache_features.py", args, os.path.dirname(prefix), nproc=table.nproc,
-                                    resumable=False, done_file=prefix + ".json")
+                                    nodes=table.nodes, resumable=False, done_file=prefix + ".json")
                 cells.append(caches[name])
             source, needs = ["--teacher-feats", prefix], [name]
         for seed in table.seeds:
@@ -210,7 +211,7 @@ def expand_simreg(table, out):
                           str(table.mlp_layers), "--epochs", str(table.epochs), "--batch-size", str(table.batch_size),
                           "--seed", str(seed), "--save-dir", os.path.join(out, "simreg"), "--name", run,
                           "--no-progress", *table.extra_args, *table.train_args],
-                         folder, needs=list(needs), nproc=table.nproc, labels=labels)
+                         folder, needs=list(needs), nproc=table.nproc, nodes=table.nodes, labels=labels)
             ckpt = os.path.join(folder, "ckpt", "last.pth")
             knn = Cell(f"simreg/{run}/knn", "eval_knn.py",
                        ["--checkpoint", ckpt, *data, "-k", table.ks, *table.knn_args], folder, needs=[train.name],

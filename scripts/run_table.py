@@ -64,7 +64,9 @@ def parse_args(argv=None):
     simreg.add_argument("--mlp-layers", type=int, default=4)
     simreg.add_argument("--epochs", type=int, default=130)
     simreg.add_argument("--batch-size", type=int, default=256, help="global batch over the processes of a cell")
-    simreg.add_argument("--nproc-per-node", type=int, default=4, help="processes (GPUs) of a training cell")
+    simreg.add_argument("--nproc-per-node", type=int, default=4,
+                        help="processes (GPUs) per node of a caching / training cell")
+    simreg.add_argument("--nodes", type=int, default=1, help="nodes per caching / training cell (--executor slurm)")
     simreg.add_argument("--extra-args", default="", help="appended to the caching and training commands")
     simreg.add_argument("--train-args", default="", help="appended to the training commands")
     simreg.add_argument("--knn-args", default="", help="appended to eval_knn.py")
@@ -128,7 +130,7 @@ def build_grid(args):
             rows=_ints(args.rows, "rows"), seeds=_ints(args.seeds, "seeds"), dataset=args.dataset,
             data_root=args.data_root, weights_dir=args.weights_dir,
             cached=None if args.cached is None else args.cached == "1", mlp_layers=args.mlp_layers,
-            epochs=args.epochs, batch_size=args.batch_size, nproc=args.nproc_per_node,
+            epochs=args.epochs, batch_size=args.batch_size, nproc=args.nproc_per_node, nodes=args.nodes,
             extra_args=_split(args.extra_args), train_args=_split(args.train_args), knn_args=_split(args.knn_args), linear_args=_split(args.linear_args))
     else:
         try:
@@ -155,7 +157,7 @@ def write_manifest(path, argv, cells, executor, spec):
     manifest = {"command": [sys.executable, *sys.argv] if argv is None else argv, "revision": revision(),
                 "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "executor": executor,
                 "report": spec,
-                "cells": [{"name": c.name, "script": c.script, "command": c.command(), "folder": c.folder,
+                "cells": [{"name": c.name, "script": c.script, "command": c.shown_command(), "folder": c.folder,
                            "needs": c.needs, "nproc": c.nproc, "labels": c.labels} for c in cells]}
     runs = []
     if os.path.isfile(path):
@@ -183,9 +185,9 @@ def report_spec(args, grid):
         paper, what = None, f"grid {args.file}"
     if simreg:
         cached = ", ".join(grid.cached_rows()) or "no row"
-        text = (f"{what}; {grid.dataset}, {grid.epochs} epochs, batch {grid.batch_size} over {grid.nproc} "
-                f"processes, {grid.mlp_layers}-layer head; teacher features cached for {cached}; seeds "
-                f"{', '.join(map(str, grid.seeds))}; metric: top-1 of 1-NN (k-NN {grid.ks}) and of the linear "
+        text = (f"{what}; {grid.dataset}, {grid.epochs} epochs, batch {grid.batch_size} over "
+                f"{grid.nproc * grid.nodes} processes, {grid.mlp_layers}-layer head; teacher features cached for "
+                f"{cached}; seeds {', '.join(map(str, grid.seeds))}; metric: top-1 of 1-NN (k-NN {grid.ks}) and of the linear "
                 f"probe (its last epoch)")
     else:
         archs = list(dict.fromkeys(p.split(":")[0] for p in grid.pairs))
@@ -238,13 +240,15 @@ def main(argv=None):
     try:
         grid = build_grid(args)
         cells = in_order(tables.cells_of(grid, args.out))
+        if args.executor == "local" and any(c.nodes > 1 for c in cells):
+            raise ValueError("cells over several nodes (--nodes) need --executor slurm")
         gpu_list(args.gpus)
     except (ValueError, OSError, TypeError) as e:
         print(f"run_table.py: {e}", file=sys.stderr)
         return 2
     if args.dry_run:
         for c in cells:
-            print(shlex.join(c.command()))
+            print(shlex.join(c.shown_command()))
         print(shlex.join([sys.executable, os.path.join(ROOT, "scripts", "make_table.py"), "--grid", args.out]))
         return 0
     records = Records(os.path.join(args.out, "grid"))

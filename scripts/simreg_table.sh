@@ -16,7 +16,8 @@ CACHED=${CACHED:-}                          # 0/1 for every row; empty: as the p
 N_MLP_LAYERS=${N_MLP_LAYERS:-4}
 EPOCHS=${EPOCHS:-130}
 BATCH_SIZE=${BATCH_SIZE:-256}               # global batch over the NPROC processes of a cell
-NPROC=${NPROC:-4}                           # processes (GPUs) per training / caching cell
+NPROC=${NPROC:-4}                           # processes (GPUs) per node of a training / caching cell
+NODES=${NODES:-1}                           # nodes per training / caching cell (EXECUTOR=slurm)
 GPUS=${GPUS:-0,1,2,3}                       # local executor: the GPUs the cells share out
 PER_GPU=${PER_GPU:-1}
 WORKERS=${WORKERS:-1}                       # concurrent cells when GPUS is empty (CPU processes)
@@ -37,7 +38,7 @@ STATUS=${STATUS:-0}                         # 1: print every cell's state
 
 args=(simreg --rows "$ROWS" --seeds "$SEEDS" --dataset "$DATASET" --data-root "$DATA_ROOT"
       --weights-dir "$WEIGHTS_DIR" --mlp-layers "$N_MLP_LAYERS" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE"
-      --nproc-per-node "$NPROC" --extra-args "$EXTRA_ARGS" --knn-args "$KNN_ARGS" --linear-args "$LINEAR_ARGS"
+      --nproc-per-node "$NPROC" --nodes "$NODES" --extra-args "$EXTRA_ARGS" --knn-args "$KNN_ARGS" --linear-args "$LINEAR_ARGS"
       --out "$SAVE_DIR")
 if [ -n "$CACHED" ]; then args+=(--cached "$CACHED"); fi
 source "$(dirname "$0")/table_launcher_lib.sh"

@@ -1,5 +1,6 @@
 """A SimReg grid through scripts/run_table.py on digits: a row trained from cached teacher features
-(cache_features.py first) and a live-teacher row, each followed by its k-NN and linear-probe
+(cache_features.py first) and a live-teacher row, caching and training under torchrun (2 CPU
+processes each), each followed by its k-NN and linear-probe
 cells; the report's 1-NN and linear numbers are the run folders' summary.json values, and running
 the grid again starts nothing."""
 import csv
@@ -17,7 +18,7 @@ RUNNER = os.path.join(ROOT, "scripts", "run_table.py")
 def test_simreg_grid_caches_trains_and_evaluates(tmp_path, digits_teacher):
     rows = [{"teacher": digits_teacher["ckpt"], "format": "ours", "student": "resnet8", "cached": cached,
              "name": name} for name, cached in (("cached", True), ("live", False))]
-    spec = {"kind": "simreg", "dataset": "digits", "rows": rows, "epochs": 1, "batch_size": 64, "nproc": 1,
+    spec = {"kind": "simreg", "dataset": "digits", "rows": rows, "epochs": 1, "batch_size": 64, "nproc": 2,
             "train_args": ["--save-every", "0"], "linear_args": ["--epochs", "2", "--eval-every", "1"]}
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps(spec))
@@ -37,7 +38,7 @@ def test_simreg_grid_caches_trains_and_evaluates(tmp_path, digits_teacher):
         s = json.loads((out / "simreg" / f"{name}_seed0" / "summary.json").read_text())
         assert float(report[name]["nn1_mean"]) == pytest.approx(s["knn"]["top1"]["1"])
         assert float(report[name]["linear_mean"]) == pytest.approx(s["linear"]["last"]["top1"])
-        assert s["linear"]["epochs"] == 2
+        assert s["linear"]["epochs"] == 2 and s["processes"] == 2   # trained under torchrun
     md = (out / "report.md").read_text()
     assert "| cached | t/ckpt/last.pth" not in md and "| live | last.pth → resnet8 |" in md
 
