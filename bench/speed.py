@@ -15,6 +15,8 @@ Cells (the paper's architectures unless --quick):
   simreg_cached  ResNet-18 at 224 px, batch 256, teacher features read from a feature cache
   linear         the linear probe on 512-d cached features, batch 256
   knn            k-NN (k=20) search of 10,000 queries over N x D features (FAISS when installed)
+  crd_sampler    CRD's two negative samplers at ImageNet size (N = 1,281,167, K = 16,384): random keys
+                 over N against the candidate draws CRD uses for large N
   augment        CIFAR crop + flip + normalise: our batched on-device version against the reference's
                  per-image PIL transforms
 Modes: eager (float32 NCHW, the reference numbers), nhwc (--channels-last), bf16 / fp16 (--amp),
@@ -52,8 +54,9 @@ RECIPE_STEPS = {"teacher": 240 * CIFAR_STEPS, "kd": 240 * CIFAR_STEPS, "crd": 24
                 "sskd": 240 * CIFAR_STEPS, "sskd_head": 60 * CIFAR_STEPS,
                 "simreg_live": 130 * IMAGENET_STEPS, "simreg_cached": 130 * IMAGENET_STEPS,
                 "linear": 40 * IMAGENET_STEPS}
-CELLS = ("teacher", "kd", "crd", "sskd", "sskd_head", "simreg_live", "simreg_cached", "linear", "knn", "augment")
-SINGLE_MODE = ("knn", "augment")   # no precision or compile modes
+CELLS = ("teacher", "kd", "crd", "sskd", "sskd_head", "simreg_live", "simreg_cached", "linear", "knn", "crd_sampler",
+         "augment")
+SINGLE_MODE = ("knn", "crd_sampler", "augment")   # no precision or compile modes
 
 
 def sync(device):
@@ -214,6 +217,31 @@ def time_knn(cfg):
             "recipe_hours": full / 3600}
 
 
+def time_crd_sampler(cfg, n=1281167, k=16384, repeat=3):
+    from losses.crd import candidate_count, sample_negatives, sample_negatives_by_candidates
+    device = cfg.device
+    batch = cfg.imagenet[3] if device.type == "cuda" else 16 if cfg.steps < 8 else 64
+    labels = (torch.arange(n) % 1000).to(device)
+    count = torch.bincount(labels)
+    by_class, start = torch.argsort(labels, stable=True), torch.cumsum(count, 0) - count
+    n_candidates = candidate_count(k, n - int(count.max()), n)
+    g = torch.Generator(device=device).manual_seed(0)
+    index = torch.randint(0, n, (batch,), device=device, generator=g)
+    draws = {"random_keys": lambda: sample_negatives(index, labels, k, g),
+             "candidates": lambda: sample_negatives_by_candidates(index, labels, k, g, by_class, start, count,
+                                                                  n_candidates)}
+    out = {"batch": batch, "n_candidates": n_candidates}
+    for name, fn in draws.items():
+        fn()
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        sync(device)
+        out[f"{name}_ms_per_batch"] = 1000 * (time.perf_counter() - t0) / repeat
+    return out
+
+
 def time_augment(cfg, batch=256, repeat=10):
     import torchvision.transforms as T
     from PIL import Image
@@ -284,6 +312,11 @@ def main(argv=None):
                     r = time_augment(cfg)
                     print(f"{cell:<14} {'batched':<20} {r['batched_images_per_s']:>10.0f}")
                     print(f"{cell:<14} {'per-image PIL (ref)':<20} {r['per_image_pil_images_per_s']:>10.0f}")
+                elif cell == "crd_sampler":
+                    r = time_crd_sampler(cfg)
+                    for name in ("random_keys", "candidates"):
+                        print(f"{cell:<14} {name:<20} {'':>10} {r[name + '_ms_per_batch']:>9.1f}   "
+                              f"(batch {r['batch']}, ms per batch of negatives)")
                 elif cell == "knn":
                     r = time_knn(cfg)
                     print(f"{cell:<14} {r['backend']:<20} {r['queries_per_s']:>10.0f} {'':>9} {'':>9} "

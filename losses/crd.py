@@ -5,8 +5,11 @@ NCE-style loss on both sides; normalisation constants Z fixed at the first batch
 Negatives are drawn here, from the batch's dataset indices and the training labels: for each
 anchor K distinct indices, uniformly among the samples of other classes (as RepDistiller's
 CIFAR100InstanceSample in 'exact' mode). They are drawn on the training device, from a generator
-on that device whose state is checkpointed: nothing of size B x N is made on the host, and the
-step has no host synchronisation (the constants, temperature and momentum stay on the device).
+on that device whose state is checkpointed: nothing is made on the host, and the step has no host
+synchronisation (the constants, temperature and momentum stay on the device). Two exact samplers:
+random keys over all N samples (B x N work, used where N is small: CIFAR), and, where N is large
+(ImageNet, N = 1.28 M), a few more than K draws with replacement whose distinct values are
+subsampled (B x ~1.05 K work); `candidate_count` says which.
 
 Under --compile the sampler (random keys need their generator) and the one-time setting of the
 normalisation constants run outside the compiled graph; the scores, the loss and the memory
@@ -107,6 +110,57 @@ def sample_negatives(index, labels, k, generator):
     return torch.cat([index[:, None], keys.topk(k, dim=1).indices], 1)
 
 
+def candidate_count(k, pool, n_data, bits=64):
+    """How many with-replacement draws from the smallest other-class pool (`pool` indices) hold k
+    distinct ones except with probability below 2**-bits, or None when the random-key sampler is
+    cheaper (that count is not below n_data / 4). The distinct count of c draws has mean
+    pool * (1 - (1 - 1/pool)^c) and, as each draw moves it by at most one, falls t below that
+    mean with probability at most exp(-2 t^2 / c) (McDiarmid)."""
+    def slack(c):
+        mean = pool * -math.expm1(c * math.log1p(-1.0 / pool))
+        return mean - k - math.sqrt(c * bits * math.log(2) / 2)
+
+    hi = k
+    while slack(hi) < 0:
+        hi *= 2
+        if hi * 4 > n_data:
+            return None
+    lo = max(k, hi // 2)
+    while lo < hi:   # the smallest count with a non-negative slack
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if slack(mid) < 0 else (lo, mid)
+    return hi if hi * 4 <= n_data else None
+
+
+@outside_graph
+def sample_negatives_by_candidates(index, labels, k, generator, by_class, class_start, class_count,
+                                   n_candidates):
+    """The sampler for large N, with the same distribution as `sample_negatives`. Per anchor of
+    class c: n_candidates uniform draws with replacement from the N - n_c samples of other
+    classes (`by_class` lists the dataset indices grouped by class, class c occupying
+    [class_start[c], class_start[c] + class_count[c])), then K of the distinct values, chosen by
+    random keys. Given the set of distinct values, every K-subset of it is equally likely, and
+    that set's law is the same under any relabelling of the pool, so every K-subset of the pool
+    is equally likely. `candidate_count` makes fewer than K distinct values (which would repeat
+    an index) rarer than 2**-64 per anchor. The integer draws are 62-bit numbers reduced modulo
+    the pool size, which biases them by less than pool / 2**62."""
+    device = labels.device
+    index = index.to(device)
+    cls = labels[index]
+    start, count = class_start[cls][:, None], class_count[cls][:, None]
+    pool = len(labels) - count
+    draws = torch.randint(0, 2 ** 62, (len(index), n_candidates), generator=generator, device=device)
+    position = draws % pool                                   # uniform in [0, pool)
+    position = position + (position >= start) * count         # skip the anchor's class block
+    candidates = by_class[position].sort(dim=1).values
+    repeated = torch.zeros_like(candidates, dtype=torch.bool)
+    repeated[:, 1:] = candidates[:, 1:] == candidates[:, :-1]
+    keys = torch.rand(candidates.shape, generator=generator, device=device)
+    keys.masked_fill_(repeated, -1.0)
+    chosen = candidates.gather(1, keys.topk(k, dim=1).indices)
+    return torch.cat([index[:, None], chosen], 1)
+
+
 class CRD(Method):
     name = "crd"
     standard_weights = LossWeights(ce=1.0, kd=0.0, distill=0.8)
@@ -130,6 +184,13 @@ class CRD(Method):
         self.embed_t = Embed(ctx.t_shapes[-1][1], dim)
         self.contrast = ContrastMemory(dim, self.n_data, self.k, self.hp["nce_t"], self.hp["nce_m"])
         self.register_buffer("labels", ctx.train_labels.clone())
+        # the large-N sampler's tables (derived from the labels, so not in the checkpoint)
+        class_count = torch.bincount(ctx.train_labels)
+        self.n_candidates = candidate_count(self.k, self.n_data - int(class_count.max()), self.n_data)
+        if self.n_candidates is not None:
+            self.register_buffer("by_class", torch.argsort(ctx.train_labels, stable=True), persistent=False)
+            self.register_buffer("class_start", torch.cumsum(class_count, 0) - class_count, persistent=False)
+            self.register_buffer("class_count", class_count, persistent=False)
         self.seed = ctx.seed + 1
         self._generator = None        # made on the training device at the first draw
         self._saved_generator = None  # a checkpointed state waiting for that draw
@@ -144,8 +205,15 @@ class CRD(Method):
             out_s, out_t = self.scores(upcast(f_s), upcast(f_t), index, contrast_idx)
             return contrast_loss(out_s, self.n_data) + contrast_loss(out_t, self.n_data)
 
+    def draw_negatives(self, index):
+        """(B, K+1): the anchors' indices, then K negatives each (see the module's docstring)."""
+        if self.n_candidates is None:
+            return sample_negatives(index, self.labels, self.k, self.generator())
+        return sample_negatives_by_candidates(index, self.labels, self.k, self.generator(), self.by_class,
+                                              self.class_start, self.class_count, self.n_candidates)
+
     def distill_loss(self, s, t, batch, epoch):
-        contrast_idx = sample_negatives(batch["index"], self.labels, self.k, self.generator())
+        contrast_idx = self.draw_negatives(batch["index"])
         return self.crd_loss(s.feats[-1], t.feats[-1], batch["index"], contrast_idx.to(batch["index"].device))
 
     # ------------------------------------------------------------------ the sampler's generator

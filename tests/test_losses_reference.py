@@ -225,6 +225,72 @@ def test_crd_negative_sampler_is_class_aware():
     assert (counts[pool] - expected).abs().max() < 0.5 * expected
 
 
+
+def test_crd_sampler_choice_by_dataset_size():
+    from losses.crd import candidate_count
+    assert candidate_count(16384, 50000 - 500, 50000) is None   # CIFAR-100: random keys over N
+    c = candidate_count(16384, 1281167 - 1300, 1281167)          # ImageNet: ~K draws, not N
+    assert 16384 < c < 1.05 * 16384
+
+
+def _candidate_draws(labels, k, rows, anchor, n_candidates, seed=0):
+    # pools this small would take the random-key sampler (candidate_count gives None); the count
+    # here leaves fewer than k distinct candidates a ~1e-9 event per row
+    from losses.crd import sample_negatives_by_candidates
+    count = torch.bincount(labels)
+    g = torch.Generator().manual_seed(seed)
+    index = torch.full((rows,), anchor)
+    return sample_negatives_by_candidates(index, labels, k, g, torch.argsort(labels, stable=True),
+                                          torch.cumsum(count, 0) - count, count, n_candidates)
+
+
+def test_crd_candidate_sampler_draws_uniform_subsets_of_other_classes():
+    # classes of 10, 20 and 30 samples, interleaved; the anchor's class (1) is in the middle block
+    labels = torch.tensor([0] * 10 + [1] * 20 + [2] * 30)[torch.randperm(60, generator=torch.Generator().manual_seed(3))]
+    anchor = int((labels == 1).nonzero()[0])
+    k, rows = 5, 20000
+    idx = _candidate_draws(labels, k, rows, anchor, n_candidates=16)
+    assert idx.shape == (rows, k + 1) and (idx[:, 0] == anchor).all()
+    negatives = idx[:, 1:]
+    assert (labels[negatives] != 1).all()
+    assert (negatives.sort(1).values.diff(dim=1) > 0).all()     # K distinct per row
+    pool = (labels != 1).nonzero().flatten()
+    # each pool member with probability k / |pool| per row (chi-square, 39 degrees of freedom)
+    counts = torch.bincount(negatives.flatten(), minlength=60)[pool].double()
+    expected = rows * k / len(pool)
+    assert ((counts - expected) ** 2 / expected).sum() < 39 + 6 * (2 * 39) ** 0.5
+    # and each pair equally often: the subsets, not only their members, are uniform (779 d.o.f.)
+    position = torch.full((60,), -1)
+    position[pool] = torch.arange(len(pool))
+    p = position[negatives]
+    pairs = torch.zeros(len(pool), len(pool))
+    for a in range(k):
+        for b in range(a + 1, k):
+            lo, hi = torch.minimum(p[:, a], p[:, b]), torch.maximum(p[:, a], p[:, b])
+            pairs.index_put_((lo, hi), torch.ones(rows), accumulate=True)
+    observed = pairs[torch.triu_indices(len(pool), len(pool), 1).unbind()]
+    expected = rows * k * (k - 1) / 2 / len(observed)
+    assert ((observed - expected) ** 2 / expected).sum() < 779 + 6 * (2 * 779) ** 0.5
+
+
+def test_crd_uses_the_candidate_sampler_for_large_datasets():
+    n, k = 200000, 4096
+    labels = torch.randint(0, 1000, (n,), generator=torch.Generator().manual_seed(0))
+    ctx = Context([(2, 16)], [(2, 32)], [(2, 16)], [(2, 32)], "resnet8", "resnet14", 1000, n_data=n,
+                  train_labels=labels)
+    method = losses.build("crd", ctx, losses.resolve_weights("crd"), {"nce_k": k, "feat_dim": 8})
+    assert method.n_candidates is not None and method.n_candidates < 1.1 * k
+    assert "by_class" not in method.state_dict()          # derived tables, not checkpointed
+    index = torch.tensor([0, 5, 99999, n - 1])
+    idx = method.draw_negatives(index)
+    assert idx.shape == (4, k + 1) and torch.equal(idx[:, 0], index)
+    for row, a in zip(idx, index):
+        assert len(set(row[1:].tolist())) == k and (labels[row[1:]] != labels[a]).all()
+    terms = method(Outputs([torch.randn(4, 16)], torch.randn(4, 1000)), Outputs([torch.randn(4, 32)], None),
+                   {"label": labels[index], "index": index}, 1)
+    assert torch.isfinite(sum(terms.values()))
+
+
 # ---------------------------------------------------------------------------- phase-2 totals with standard weights
 def _ctx(pair, s_arch="wrn_16_2", t_arch="wrn_40_2"):
     feat_s, feat_t = pair["common"]["feat_s"], pair["common"]["feat_t"]
@@ -267,13 +333,8 @@ def test_crd_totals_with_standard_weights():
         s = Outputs([None] * 4 + [step["feat_s"].double()], c["logit_s"].double())
         t = Outputs([None] * 4 + [step["feat_t"].double()], c["logit_t"].double())
         # feed the recorded negatives through the real forward
-        import losses.crd as crd_module
-        original = crd_module.sample_negatives
-        crd_module.sample_negatives = lambda index, labels, k, generator: step["contrast_idx"]
-        try:
-            terms = method(s, t, {"label": c["target"], "index": step["index"]}, 1)
-        finally:
-            crd_module.sample_negatives = original
+        method.draw_negatives = lambda index: step["contrast_idx"]
+        terms = method(s, t, {"label": c["target"], "index": step["index"]}, 1)
         assert [weights.ce, weights.kd, weights.distill] == list(total["weights_gamma_alpha_beta"]), name
         assert_loss(sum(terms.values()), total["total"], 1e-5)
 
