@@ -92,11 +92,14 @@ def build(name, root=None, split="train", purpose="eval", views="plain", *, batc
         raise DatasetError(f"--decode {decode}: choose from cpu, gpu")
     decoder = None
     if decode == "gpu":
-        if purpose == "train" and views == "pair" and not (aug == "weak_weak" and single_aug):
-            raise DatasetError(f"--decode gpu covers the weak view shared by teacher and student (--aug weak_weak "
-                               f"--single-aug); --aug {aug}{'' if single_aug else ' --no-single-aug'} needs --decode cpu")
         scale = (0.08, 1.0) if purpose == "probe" else (0.2, 1.0)
         transform = gpu_decode.CropDraw(image_size, scale, train=purpose != "eval")
+        if purpose == "train" and views == "pair":
+            if aug not in imagenet.AUGMENTATIONS:
+                raise DatasetError(f"unknown augmentation '{aug}'; choose from {', '.join(imagenet.AUGMENTATIONS)}")
+            draws = {kind: gpu_decode.CropDraw(image_size, scale, strong=kind == "strong") for kind in ("weak", "strong")}
+            teacher_kind, student_kind = aug.split("_")
+            transform = gpu_decode.PairDraw(draws[teacher_kind], draws[student_kind], single_aug)
         decoder = gpu_decode.BatchDecoder(image_size, imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD)
     elif purpose == "train":
         transform = (imagenet.simreg_views(aug, single_aug, image_size) if views == "pair"

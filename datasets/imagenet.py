@@ -272,7 +272,7 @@ class FolderLoader(ResumableEpochs):
                 raise DatasetError(f"cannot read image {item.path}: {item.reason}")
             (student, teacher), labels, index = item
             if self.decoder is not None:
-                student = self.decoder(student, self.device)
+                student, teacher = self.decoder.views(student, self.device)
             batch = {"image": student.to(self.device, non_blocking=True),
                      "label": labels.to(self.device), "index": index.to(self.device)}
             if teacher is not None:
