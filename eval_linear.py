@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from core.checkpoint import save_atomic
-from core.cli import add_precision_args, exit_on_user_error, pick_device, seed_everything
+from core.cli import add_compile_arg, add_precision_args, exit_on_user_error, pick_device, seed_everything
+from core.compile import compile_step, mark_step_begin, resolve_mode
 from core.errors import UserError
 from core.optim import sgd
 from core.schedule import set_lr, step_lr
@@ -38,6 +39,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--no-progress", action="store_true")
     add_precision_args(p)
+    add_compile_arg(p)
     return p.parse_args(argv)
 
 
@@ -123,6 +125,7 @@ def main(argv=None):
     var, mean, cache = train_features(net, train, save, source, args.use_cache, args.amp)
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     head = linear_head(var, mean, num_classes).to(device)
+    features, head_loss = training_step_parts(net, head, args.amp, resolve_mode(args.compile, device))
     optimizer = sgd(head.parameters(), args.lr, args.momentum, args.wd, device)
     milestones = list(args.lr_schedule)
     generator = torch.Generator().manual_seed(args.seed)
@@ -142,17 +145,20 @@ def main(argv=None):
             source_iter = ((cache.lookup(idx.to(device)), labels_all[idx.to(device)]) for idx in batches)
             n_batches = len(batches)
         else:
-            source_iter = ((pooled_features(net, b["image"], args.amp), b["label"]) for b in aug_loader)
+            source_iter = ((b["image"], b["label"]) for b in aug_loader)
             n_batches = len(aug_loader)
-        total_loss, seen = 0.0, 0
-        for feats, labels in tqdm(source_iter, total=n_batches, desc=f"linear epoch {epoch}", leave=False,
-                                  disable=args.no_progress):
-            loss = F.cross_entropy(head(feats), labels)
+        # the loss sum stays on the device until the epoch ends (no host sync per step)
+        total_loss, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+        for inputs, labels in tqdm(source_iter, total=n_batches, desc=f"linear epoch {epoch}", leave=False,
+                                   disable=args.no_progress):
+            mark_step_begin(device)
+            loss = head_loss(inputs if cache is not None else features(inputs), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total_loss += loss.item() * len(labels)
+            total_loss += loss.detach().double() * len(labels)
             seen += len(labels)
+        total_loss = total_loss.item()
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             last = {**evaluate_head(net, head, test), "epoch": epoch}
             if last["top1"] > best["top1"]:
@@ -173,6 +179,20 @@ def main(argv=None):
     where = place.write(result)
     print(f"linear top-1 {last['top1']:.2f} (best {best['top1']:.2f}); {where}")
     return {**result, "key": key}
+
+
+def training_step_parts(net, head, amp, compile_mode):
+    """(images -> pooled features of the frozen backbone, (features, labels) -> the head's CE loss),
+    each compiled when `compile_mode` is a torch.compile mode (the optimizer step stays eager)."""
+    def features(images):
+        return pooled_features(net, images, amp)
+
+    def head_loss(feats, labels):
+        return F.cross_entropy(head(feats), labels)
+
+    if compile_mode is None:
+        return features, head_loss
+    return compile_step(features, compile_mode), compile_step(head_loss, compile_mode)
 
 
 @torch.no_grad()

@@ -86,7 +86,7 @@ def parse_args(argv=None):
     d.add_argument("--workers", type=non_negative_int, default=8, help="data-loading processes")
     d.add_argument("--decode", choices=("cpu", "gpu"), default="cpu",
                    help="image folders: decode JPEGs with PIL in the workers (cpu, the reference's "
-                        "pixels) or in batches on the training device (gpu; weak and evaluation views)")
+                        "pixels) or in batches on the training device (gpu)")
     o = p.add_argument_group("optimisation (default: the method's recipe)")
     for field, kind in RECIPE_FLAGS.items():
         o.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=recipe_help(field),

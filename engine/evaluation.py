@@ -34,7 +34,7 @@ def add_backbone_args(parser, checkpoint_flags=("--checkpoint", "--weights"), ar
     parser.add_argument("--workers", type=non_negative_int, default=8)
     parser.add_argument("--decode", choices=("cpu", "gpu"), default="cpu",
                         help="image folders: decode JPEGs with PIL in the workers (cpu, the reference's "
-                        "pixels) or in batches on the training device (gpu; weak and evaluation views)")
+                        "pixels) or in batches on the training device (gpu)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing result or cache made with other settings (default: keep it)")
