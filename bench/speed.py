@@ -39,10 +39,10 @@ sys.path.insert(0, ROOT)
 
 import losses  # noqa: E402
 import models  # noqa: E402
-from core.compile import compile_step, resolve_mode  # noqa: E402
+from core.compile import mark_step_begin, resolve_mode  # noqa: E402
 from core.knn import KnnIndex  # noqa: E402
 from core.optim import sgd  # noqa: E402
-from core.precision import autocast, make_grad_scaler  # noqa: E402
+from core.precision import make_grad_scaler  # noqa: E402
 from datasets.feature_cache import FeatureCache, FeatureWriter, image_set_identity  # noqa: E402
 from datasets.memory import ImageSet, InMemoryLoader  # noqa: E402
 from engine.distill import CachedTeacher, Distiller, FrozenNet, probe_shapes  # noqa: E402
@@ -172,20 +172,22 @@ def time_training_cell(cell, cfg, mode, tmp):
 
 
 def time_linear(cfg, mode):
-    """The linear probe's step on cached 512-d features (eval_linear.py --use-cache)."""
+    """eval_linear.py --use-cache's step: its head (L2-normalise, fixed BatchNorm, Linear) and its
+    (possibly compiled) loss on cached 512-d features; the head runs in float32 there, so the
+    precision flags do not change this cell."""
+    from eval_linear import linear_head, training_step_parts
     device, flags = cfg.device, parse_mode(mode)
     batch, dim = 256, 512
     feats = torch.randn(batch * cfg.steps, dim, device=device)
     labels = torch.randint(0, 1000, (len(feats),), device=device)
-    head = torch.nn.Linear(dim, 1000).to(device)
+    head = linear_head(torch.ones(dim), torch.zeros(dim), 1000).to(device)
+    _, head_loss = training_step_parts(None, head, "off", resolve_mode("auto", device) if flags["compile"] else None)
     optimizer = sgd(head.parameters(), 0.01, 0.9, 1e-4, device)
-    forward = compile_step(head, resolve_mode("auto", device)) if flags["compile"] else head
 
     def epoch():
         for i in range(cfg.steps):
-            with autocast(device, flags["amp"]):
-                loss = torch.nn.functional.cross_entropy(forward(feats[i * batch:(i + 1) * batch]).float(),
-                                                         labels[i * batch:(i + 1) * batch])
+            mark_step_begin(device)
+            loss = head_loss(feats[i * batch:(i + 1) * batch], labels[i * batch:(i + 1) * batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,35 @@
+"""bench/speed.py runs every cell and writes every figure (a smoke test: no time is asserted)."""
+import json
+import math
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+import speed  # noqa: E402
+
+
+def _figures(record):
+    return {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def test_every_cell_runs_and_writes_its_figures(tmp_path):
+    out = tmp_path / "speed.json"
+    speed.main(["--quick", "--device", "cpu", "--modes", "eager", "--json", str(out)])
+    written = json.loads(out.read_text())
+    assert written["device"].startswith("CPU") and written["quick"] is True
+    assert set(written["cells"]) == set(speed.CELLS)
+    for cell, by_mode in written["cells"].items():
+        assert list(by_mode) == ["eager"], cell
+        figures = _figures(by_mode["eager"])
+        assert figures, cell
+        for name, value in figures.items():
+            assert math.isfinite(value) and value > 0, (cell, name, value)
+    for cell in set(speed.CELLS) - {"augment", "crd_sampler", "knn"}:
+        assert {"ms_per_step", "images_per_s", "recipe_hours"} <= set(written["cells"][cell]["eager"]), cell
+
+
+def test_unknown_cell_is_one_clear_error():
+    with pytest.raises(SystemExit, match="unknown cell"):
+        speed.main(["--quick", "--cells", "kd,nope"])
