@@ -19,6 +19,9 @@ Cells (the paper's architectures unless --quick):
                  over N against the candidate draws CRD uses for large N
   augment        CIFAR crop + flip + normalise: our batched on-device version against the reference's
                  per-image PIL transforms
+  decode         an ImageNet-style JPEG folder (500 x 375 px) through the real SimReg training
+                 loader, weak view at 224 px: --decode cpu (PIL in the workers) against --decode gpu
+                 (JPEG bytes from the workers, decoded and augmented in batches on the device)
 Modes: eager (float32 NCHW, the reference numbers), nhwc (--channels-last), bf16 / fp16 (--amp),
 compile (--compile), and any '+'-joined combination.
 
@@ -55,8 +58,8 @@ RECIPE_STEPS = {"teacher": 240 * CIFAR_STEPS, "kd": 240 * CIFAR_STEPS, "crd": 24
                 "simreg_live": 130 * IMAGENET_STEPS, "simreg_cached": 130 * IMAGENET_STEPS,
                 "linear": 40 * IMAGENET_STEPS}
 CELLS = ("teacher", "kd", "crd", "sskd", "sskd_head", "simreg_live", "simreg_cached", "linear", "knn", "crd_sampler",
-         "augment")
-SINGLE_MODE = ("knn", "crd_sampler", "augment")   # no precision or compile modes
+         "augment", "decode")
+SINGLE_MODE = ("knn", "crd_sampler", "augment", "decode")   # no precision or compile modes
 
 
 def sync(device):
@@ -75,7 +78,7 @@ def parse_mode(mode):
 
 class Config:
     def __init__(self, quick, device):
-        self.device = device
+        self.device, self.quick = device, quick
         if quick:
             self.cifar = ("resnet32", "resnet8", 32)         # teacher, student, batch
             self.imagenet = ("resnet18", "resnet18", 64, 8)  # teacher, student, pixels, batch
@@ -244,6 +247,46 @@ def time_crd_sampler(cfg, n=1281167, k=16384, repeat=3):
     return out
 
 
+def write_jpeg_folder(root, n, size=(500, 375), classes=4):
+    """<root>/train/<wnid>/*.JPEG: smooth gradients plus noise, so the files have ImageNet-like sizes."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    w, h = size
+    ramp = np.linspace(0, 1, w)[None, :, None] * np.linspace(0, 1, h)[:, None, None]
+    for i in range(n):
+        folder = os.path.join(root, "train", f"n{i % classes:08d}")
+        os.makedirs(folder, exist_ok=True)
+        colour = rng.integers(0, 256, 3)
+        pixels = np.clip(ramp * colour + rng.normal(0, 12, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(os.path.join(folder, f"img_{i}.JPEG"), quality=90)
+
+
+def time_decode(cfg, tmp):
+    """Images/s of the SimReg training loader (weak view, 224 px) with PIL decoding in the workers
+    against batched decoding on the device; both through datasets.build, one warm epoch first."""
+    import datasets
+    n, batch = (64, 16) if cfg.quick else (1024, 256)
+    workers = min(8, os.cpu_count() or 1)
+    root = os.path.join(tmp, "jpegs")
+    if not os.path.isdir(root):
+        write_jpeg_folder(root, n)
+    out = {"images": n, "batch": batch, "workers": workers}
+    for decode in ("cpu", "gpu"):
+        split = datasets.build("imagenet", root, "train", purpose="train", views="pair", batch_size=batch,
+                               device=cfg.device, generator=torch.Generator().manual_seed(0), workers=workers,
+                               decode=decode)
+        for timed in (False, True):
+            t0 = time.perf_counter()
+            seen = 0
+            for b in split.loader:
+                seen += len(b["image"])
+            sync(cfg.device)
+            if timed:
+                out[f"{decode}_images_per_s"] = seen / (time.perf_counter() - t0)
+    return out
+
+
 def time_augment(cfg, batch=256, repeat=10):
     import torchvision.transforms as T
     from PIL import Image
@@ -314,6 +357,11 @@ def main(argv=None):
                     r = time_augment(cfg)
                     print(f"{cell:<14} {'batched':<20} {r['batched_images_per_s']:>10.0f}")
                     print(f"{cell:<14} {'per-image PIL (ref)':<20} {r['per_image_pil_images_per_s']:>10.0f}")
+                elif cell == "decode":
+                    r = time_decode(cfg, tmp)
+                    for decode in ("cpu", "gpu"):
+                        print(f"{cell:<14} {'--decode ' + decode:<20} {r[decode + '_images_per_s']:>10.0f}   "
+                              f"({r['workers']} workers, batch {r['batch']})")
                 elif cell == "crd_sampler":
                     r = time_crd_sampler(cfg)
                     for name in ("random_keys", "candidates"):
