@@ -376,11 +376,16 @@ def main(argv=None):
                     print(f"{cell:<14} {mode:<20} {r['images_per_s']:>10.1f} {r['ms_per_step']:>9.1f} "
                           f"{r['peak_memory_MiB']:>9.0f} {r['recipe_hours']:>9.2f}", flush=True)
                 results["cells"][cell][mode] = r
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+                if args.json:   # after every figure: a run stopped part-way keeps what it measured
+                    write_json(args.json, results)
     return results
+
+
+def write_json(path, results):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":

@@ -33,3 +33,16 @@ def test_every_cell_runs_and_writes_its_figures(tmp_path):
 def test_unknown_cell_is_one_clear_error():
     with pytest.raises(SystemExit, match="unknown cell"):
         speed.main(["--quick", "--cells", "kd,nope"])
+
+
+def test_device_check_runs_a_section_on_the_cpu(tmp_path):
+    """bench/device_check.py (what a GPU session runs first) works end to end; here its decode
+    section on the CPU, where both sides of the comparison decode alike."""
+    import device_check
+    report = device_check.main(["--out", str(tmp_path), "--device", "cpu", "--sections", "decode", "--budget-s", "120"])
+    entry = report["sections"]["decode"]
+    assert entry["status"] == "passed", entry
+    assert entry["images"] == 128 and entry["mean_levels"] == 0
+    assert json.loads((tmp_path / "device_check.json").read_text())["sections"]["decode"]["status"] == "passed"
+    with pytest.raises(SystemExit, match="unknown section"):
+        device_check.main(["--out", str(tmp_path), "--sections", "decode,nope"])
