@@ -29,6 +29,9 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from core.jsonio import write_json  # noqa: E402
 SECTIONS = ("speed_targets", "decode", "knn", "ddp_nccl", "digits_modes", "speed_rest")
 DIGITS_STUDENT = ["--student", "resnet8", "--dataset", "digits", "--no-progress", "--save-every", "0"]
 TEN_EPOCHS = ["--epochs", "10", "--lr-decay-epochs", "6,8"]
@@ -232,8 +235,7 @@ def main(argv=None):
             entry["seconds"] = round(time.monotonic() - t0, 1)
             report["sections"][name] = entry
             print(f"{name:<14} {entry['status']:<8} {entry['seconds']:>7.1f} s  {entry.get('why', '')}", flush=True)
-            with open(os.path.join(args.out, "device_check.json"), "w") as f:
-                json.dump(report, f, indent=1)
+            write_json(os.path.join(args.out, "device_check.json"), report)
     return report
 
 

@@ -28,7 +28,6 @@ compile (--compile), and any '+'-joined combination.
 --quick uses resnet32 -> resnet8 and 64 px SimReg networks with small batches, so the hours it
 prints are for those, not for the paper's cells."""
 import argparse
-import json
 import os
 import resource
 import sys
@@ -43,6 +42,7 @@ sys.path.insert(0, ROOT)
 import losses  # noqa: E402
 import models  # noqa: E402
 from core.compile import mark_step_begin, resolve_mode  # noqa: E402
+from core.jsonio import write_json  # noqa: E402
 from core.knn import KnnIndex  # noqa: E402
 from core.optim import sgd  # noqa: E402
 from core.precision import make_grad_scaler  # noqa: E402
@@ -184,7 +184,7 @@ def time_linear(cfg, mode):
     feats = torch.randn(batch * cfg.steps, dim, device=device)
     labels = torch.randint(0, 1000, (len(feats),), device=device)
     head = linear_head(torch.ones(dim), torch.zeros(dim), 1000).to(device)
-    _, head_loss = training_step_parts(None, head, "off", resolve_mode("auto", device) if flags["compile"] else None)
+    _, head_loss = training_step_parts(None, head, "off", resolve_mode("auto" if flags["compile"] else "off", device))
     optimizer = sgd(head.parameters(), 0.01, 0.9, 1e-4, device)
 
     def epoch():
@@ -348,6 +348,8 @@ def main(argv=None):
     results = {"device": name, "torch": torch.__version__, "quick": args.quick, "cells": {}}
     print(f"# {name}, torch {torch.__version__}{' (--quick: small networks)' if args.quick else ''}")
     print(f"{'cell':<14} {'mode':<20} {'img/s':>10} {'ms/step':>9} {'peak MiB':>9} {'recipe h':>9}")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for cell in cells:
             results["cells"][cell] = {}
@@ -379,13 +381,6 @@ def main(argv=None):
                 if args.json:   # after every figure: a run stopped part-way keeps what it measured
                     write_json(args.json, results)
     return results
-
-
-def write_json(path, results):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 if __name__ == "__main__":
