@@ -25,6 +25,13 @@ Cells (the paper's architectures unless --quick):
 Modes: eager (float32 NCHW, the reference numbers), nhwc (--channels-last), bf16 / fp16 (--amp),
 compile (--compile), and any '+'-joined combination.
 
+Training cells also print the step's arithmetic rate (GFLOP/s: the matrix products and convolutions
+of one step, counted once, over its time) and that rate as a share of the device's dense ceiling
+in the mode's precision (the faster of a large matrix product and a wide 3x3 convolution, measured
+first): near 100 % a step is bound by
+arithmetic and no compiler can make it much faster in that precision; far below, it is bound by
+memory traffic, kernel launches or the host.
+
 --quick uses resnet32 -> resnet8 and 64 px SimReg networks with small batches, so the hours it
 prints are for those, not for the paper's cells."""
 import argparse
@@ -35,6 +42,7 @@ import tempfile
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -155,6 +163,51 @@ def peak_memory_mib(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # the process's peak RSS (Linux: KiB)
 
 
+PRECISION_DTYPES = {"off": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def _rate(fn, flop, device, repeat):
+    for _ in range(2):
+        fn()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        fn()
+    sync(device)
+    return flop * repeat / (time.perf_counter() - t0) / 1e9
+
+
+@torch.no_grad()
+def dense_ceiling_gflop_per_s(device, dtype, repeat=10):
+    """The dense arithmetic rate this device attains in `dtype`, against which a step's GFLOP/s is
+    read: the faster of a square matrix product (2048 on the CPU, 8192 on CUDA) and a wide
+    channels_last 3x3 convolution (256 -> 256 channels at 8 x 8 px, the teacher's last stage; on
+    this project's CPU oneDNN's convolution is nearly 1.5x its float32 matrix product)."""
+    n, batch = (8192, 1024) if device.type == "cuda" else (2048, 256)
+    g = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, generator=g).to(dtype)
+    x = torch.randn(batch, 256, 8, 8, device=device, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 256, 3, 3, device=device, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
+    matmul = _rate(lambda: a @ a, 2 * n ** 3, device, repeat)
+    conv = _rate(lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * batch * 256 * 256 * 9 * 64, device, repeat)
+    return max(matmul, conv)
+
+
+def step_gflop(distiller, loader, epoch):
+    """The arithmetic of one training step (forward and backward of every network and the loss;
+    the counter sees matrix products and convolutions), counted on one eager pass: it is the same
+    in every precision, layout and compile mode."""
+    compile_mode, distiller.compile_mode = distiller.compile_mode, None
+    try:
+        with FlopCounterMode(display=False) as counter:
+            terms, _ = distiller(next(iter(loader)), epoch)
+            sum(terms.values()).backward()
+    finally:
+        distiller.compile_mode = compile_mode
+        distiller.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 1e9
+
+
 def time_training_cell(cell, cfg, mode, tmp):
     device = cfg.device
     distiller, optimizer, loader, batch = build_distiller(cell, cfg, mode, tmp)
@@ -170,8 +223,10 @@ def time_training_cell(cell, cfg, mode, tmp):
     train_one_epoch(distiller, loader, optimizer, 2, scaler=scaler, show_progress=False)
     sync(device)
     seconds = (time.perf_counter() - t0) / len(loader)
+    gflop = step_gflop(distiller, loader, 3)
     return {"ms_per_step": 1000 * seconds, "images_per_s": batch / seconds, "warmup_s": warmup,
-            "peak_memory_MiB": peak_memory_mib(device), "recipe_hours": RECIPE_STEPS[cell] * seconds / 3600}
+            "peak_memory_MiB": peak_memory_mib(device), "recipe_hours": RECIPE_STEPS[cell] * seconds / 3600,
+            "gflop_per_step": gflop, "gflop_per_s": gflop / seconds}
 
 
 def time_linear(cfg, mode):
@@ -345,9 +400,16 @@ def main(argv=None):
     for m in modes:
         parse_mode(m)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x {torch.get_num_threads()} threads"
-    results = {"device": name, "torch": torch.__version__, "quick": args.quick, "cells": {}}
+    # the dense ceiling in each precision the modes use ('off': float32)
+    ceilings = {amp: dense_ceiling_gflop_per_s(device, PRECISION_DTYPES[amp])
+                for amp in sorted({parse_mode(m)["amp"] for m in modes})}
+    results = {"device": name, "torch": torch.__version__, "quick": args.quick,
+               "ceiling_gflop_per_s": {str(PRECISION_DTYPES[a]).replace("torch.", ""): v for a, v in ceilings.items()},
+               "cells": {}}
     print(f"# {name}, torch {torch.__version__}{' (--quick: small networks)' if args.quick else ''}")
-    print(f"{'cell':<14} {'mode':<20} {'img/s':>10} {'ms/step':>9} {'peak MiB':>9} {'recipe h':>9}")
+    print("# dense ceiling: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in results["ceiling_gflop_per_s"].items()))
+    print(f"{'cell':<14} {'mode':<20} {'img/s':>10} {'ms/step':>9} {'peak MiB':>9} {'recipe h':>9} "
+          f"{'GFLOP/s':>9} {'of ceiling':>10}")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -375,8 +437,12 @@ def main(argv=None):
                           f"{r['recipe_hours']:>9.3f}   ({r['index_rows']} x {r['dim']}, queries/s)")
                 else:
                     r = time_linear(cfg, mode) if cell == "linear" else time_training_cell(cell, cfg, mode, tmp)
-                    print(f"{cell:<14} {mode:<20} {r['images_per_s']:>10.1f} {r['ms_per_step']:>9.1f} "
-                          f"{r['peak_memory_MiB']:>9.0f} {r['recipe_hours']:>9.2f}", flush=True)
+                    line = (f"{cell:<14} {mode:<20} {r['images_per_s']:>10.1f} {r['ms_per_step']:>9.1f} "
+                            f"{r['peak_memory_MiB']:>9.0f} {r['recipe_hours']:>9.2f}")
+                    if "gflop_per_s" in r:
+                        r["of_ceiling"] = r["gflop_per_s"] / ceilings[parse_mode(mode)["amp"]]
+                        line += f" {r['gflop_per_s']:>9.0f} {100 * r['of_ceiling']:>9.0f}%"
+                    print(line, flush=True)
                 results["cells"][cell][mode] = r
                 if args.json:   # after every figure: a run stopped part-way keeps what it measured
                     write_json(args.json, results)

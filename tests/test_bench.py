@@ -28,6 +28,26 @@ def test_every_cell_runs_and_writes_its_figures(tmp_path):
             assert math.isfinite(value) and value > 0, (cell, name, value)
     for cell in set(speed.CELLS) - set(speed.SINGLE_MODE):
         assert {"ms_per_step", "images_per_s", "recipe_hours"} <= set(written["cells"][cell]["eager"]), cell
+    assert set(written["ceiling_gflop_per_s"]) == {"float32"}
+    for cell in set(speed.CELLS) - set(speed.SINGLE_MODE) - {"linear"}:
+        assert {"gflop_per_step", "gflop_per_s", "of_ceiling"} <= set(written["cells"][cell]["eager"]), cell
+    # the KD step's count is the teacher's forward plus the student's forward and backward, each
+    # counted on its own (the KD loss has no matrix products)
+    assert written["cells"]["kd"]["eager"]["gflop_per_step"] == pytest.approx(_kd_step_gflop(), rel=1e-9)
+
+
+def _kd_step_gflop():
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    import models
+    teacher_arch, student_arch, batch = speed.Config(True, torch.device("cpu")).cifar
+    x = torch.randn(batch, 3, 32, 32)
+    with FlopCounterMode(display=False) as counter:
+        with torch.no_grad():
+            models.create(teacher_arch, 100).eval()(x)
+        models.create(student_arch, 100).train()(x).sum().backward()
+    return counter.get_total_flops() / 1e9
 
 
 def test_unknown_cell_is_one_clear_error():
