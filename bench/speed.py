@@ -28,9 +28,8 @@ compile (--compile), and any '+'-joined combination.
 Training cells also print the step's arithmetic rate (GFLOP/s: the matrix products and convolutions
 of one step, counted once, over its time) and that rate as a share of the device's dense ceiling
 in the mode's precision (the faster of a large matrix product and a wide 3x3 convolution, measured
-first): near 100 % a step is bound by
-arithmetic and no compiler can make it much faster in that precision; far below, it is bound by
-memory traffic, kernel launches or the host.
+first): near 100 % a step is bound by arithmetic and no compiler can make it much faster in that
+precision; far below, it is bound by memory traffic, kernel launches or the host.
 
 --quick uses resnet32 -> resnet8 and 64 px SimReg networks with small batches, so the hours it
 prints are for those, not for the paper's cells."""
@@ -166,15 +165,16 @@ def peak_memory_mib(device):
 PRECISION_DTYPES = {"off": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def _rate(fn, flop, device, repeat):
-    for _ in range(2):
+def seconds_per_call(fn, device, repeat, warmup=1):
+    """Mean wall-clock seconds of `fn()` over `repeat` calls, after `warmup` untimed ones."""
+    for _ in range(warmup):
         fn()
     sync(device)
     t0 = time.perf_counter()
     for _ in range(repeat):
         fn()
     sync(device)
-    return flop * repeat / (time.perf_counter() - t0) / 1e9
+    return (time.perf_counter() - t0) / repeat
 
 
 @torch.no_grad()
@@ -188,9 +188,10 @@ def dense_ceiling_gflop_per_s(device, dtype, repeat=10):
     a = torch.randn(n, n, device=device, generator=g).to(dtype)
     x = torch.randn(batch, 256, 8, 8, device=device, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
     w = torch.randn(256, 256, 3, 3, device=device, generator=g).to(dtype).contiguous(memory_format=torch.channels_last)
-    matmul = _rate(lambda: a @ a, 2 * n ** 3, device, repeat)
-    conv = _rate(lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * batch * 256 * 256 * 9 * 64, device, repeat)
-    return max(matmul, conv)
+    matmul = 2 * n ** 3 / seconds_per_call(lambda: a @ a, device, repeat, warmup=2)
+    conv = 2 * batch * 256 * 256 * 9 * 64 / seconds_per_call(lambda: torch.nn.functional.conv2d(x, w, padding=1),
+                                                             device, repeat, warmup=2)
+    return max(matmul, conv) / 1e9
 
 
 def step_gflop(distiller, loader, epoch):
@@ -292,13 +293,7 @@ def time_crd_sampler(cfg, n=1281167, k=16384, repeat=3):
                                                                   n_candidates)}
     out = {"batch": batch, "n_candidates": n_candidates}
     for name, fn in draws.items():
-        fn()
-        sync(device)
-        t0 = time.perf_counter()
-        for _ in range(repeat):
-            fn()
-        sync(device)
-        out[f"{name}_ms_per_batch"] = 1000 * (time.perf_counter() - t0) / repeat
+        out[f"{name}_ms_per_batch"] = 1000 * seconds_per_call(fn, device, repeat)
     return out
 
 
@@ -365,13 +360,7 @@ def time_augment(cfg, batch=256, repeat=10):
 
     out = {}
     for name, fn, n in (("batched", batched, repeat), ("per_image_pil", per_image, max(1, repeat // 5))):
-        fn()
-        sync(device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        sync(device)
-        out[f"{name}_images_per_s"] = batch * n / (time.perf_counter() - t0)
+        out[f"{name}_images_per_s"] = batch / seconds_per_call(fn, device, n)
     return out
 
 
