@@ -14,6 +14,7 @@ SSKD's teachers (`{'state_dict'}`, its MobileNetV2 naming the classifier `classi
 Self-supervised ImageNet teachers: MoCo, SwAV, BYOL (two converters), SimCLR ResNet-50 (4x) (two
 layouts), torchvision's supervised ResNet-50, and reference SimReg checkpoints."""
 from dataclasses import dataclass
+import functools
 from functools import cached_property
 from typing import Callable, Optional
 
@@ -68,7 +69,10 @@ def _rename_mobilenet_classifier(state_dict, expected_keys):
 def select_backbone_keys(state_dict, model, side=None):
     """Map a CIFAR checkpoint's keys onto `model`'s by the wrapper rules above; `side`
     ('student' or 'teacher') picks a side of a distiller file."""
-    expected = set(model.state_dict())
+    return _select_keys(state_dict, set(model.state_dict()), side)
+
+
+def _select_keys(state_dict, expected, side=None):
     prefixes = _WRAPPER_PREFIXES
     if side:
         prefixes = tuple(p for p in prefixes if side in p) + prefixes
@@ -93,14 +97,21 @@ def recognise_cifar_arch(state_dict, side=None):
         return None, None
     matches = []
     for name in sorted(models.CIFAR_MODELS):
-        with torch.device("meta"):
-            net = models.create(name, num_classes)
-        candidate = select_backbone_keys(state_dict, net, side)
-        expected = net.state_dict()
-        if set(candidate) == set(expected) and all(
-                tuple(candidate[k].shape) == tuple(v.shape) for k, v in expected.items()):
+        expected = _cifar_layout(name, num_classes)
+        candidate = _select_keys(state_dict, set(expected), side)
+        if set(candidate) == set(expected) and all(tuple(candidate[k].shape) == s for k, s in expected.items()):
             matches.append(name)
     return (matches[0], num_classes) if len(matches) == 1 else (None, None)
+
+
+@functools.lru_cache(maxsize=None)
+def _cifar_layout(name, num_classes):
+    """A CIFAR model's state_dict keys and shapes, built once per process on the meta device
+    (recognising a file compares it with every model of the registry)."""
+    import models
+    with torch.device("meta"):
+        net = models.create(name, num_classes)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 
 def _flat_simclr_to_torchvision(state_dict, blocks=(3, 4, 6, 3)):

@@ -1,17 +1,121 @@
+import json
 import os
 import pickle
 import sys
 
-import numpy as np
-import pytest
-import torch
+# Under pytest-xdist (test.sh runs one worker per core) every worker computes with one thread, and
+# so do the processes its tests start: two one-thread workers use two cores better than one
+# two-thread process. Set before torch is imported, so that torch reads it.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if WORKER:
+    os.environ["OMP_NUM_THREADS"] = "1"
+# inductor compiles a graph's C++ in-process instead of starting a pool of compile workers (each
+# importing torch): on two cores shared by two test workers the pool costs more than it saves
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1 if WORKER else min(2, torch.get_num_threads()))
+
+
+def import_script(relative_path):
+    """A script under scripts/ or bench/ as a module, so that a test calls its main(argv) in-process
+    (a subprocess only where the property is about a process)."""
+    import importlib.util
+    path = os.path.join(ROOT, relative_path)
+    name = os.path.splitext(os.path.basename(path))[0]
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def make_table(argv, capsys):
+    """scripts/make_table.py's standard output for `argv` (it must succeed)."""
+    capsys.readouterr()
+    assert import_script("scripts/make_table.py").main([str(a) for a in argv]) == 0
+    return capsys.readouterr().out
+
+
+# Tests that train, compile or start processes carry `slow` (test.sh --quick leaves them out).
+# A test that asks for one of these fixtures is slow by construction; collection fails if it is
+# not marked, so the quick tier can never start a training run by accident.
+EXPENSIVE_FIXTURES = {"digits_teacher", "shared_runs"}
+
+
+# The longest tests first, so that the workers finish together (test.sh keeps this order:
+# --no-loadscope-reorder); everything else follows in file order, the quick tests last.
+LONGEST_FIRST = ("tests/test_bf16_runs.py::test_bf16_run_ends_near_float32[sskd]",
+                 "tests/test_bf16_runs.py::test_bf16_run_ends_near_float32[crd]",
+                 "tests/test_bf16_runs.py::test_bf16_run_ends_near_float32[kd]",
+                 "tests/test_compile.py::test_run_resumes_exactly_in_each_mode[bf16-nhwc]",
+                 "tests/test_layers.py",   # xdist queues a second test behind the first: a short one
+                 "tests/test_grid_slurm.py", "tests/test_grid.py", "tests/test_grid_simreg.py",
+                 "tests/test_bf16_runs.py", "tests/test_kill_trials.py", "tests/test_bad_inputs.py",
+                 "tests/test_bench.py", "tests/test_compile.py")
+
+
+def _rank(item):
+    for i, prefix in enumerate(LONGEST_FIRST):
+        if item.nodeid.startswith(prefix):
+            return i
+    return len(LONGEST_FIRST) + (0 if item.get_closest_marker("slow") else 1)
+
+
+def pytest_collection_modifyitems(config, items):
+    unmarked = [item.nodeid for item in items
+                if EXPENSIVE_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError("tests using a trained fixture must be marked slow: " + ", ".join(unmarked))
+    items.sort(key=_rank)   # stable: file order within a rank
+
+
+def pytest_report_header(config):
+    from test_bf16_runs import RUN_FAMILIES, native_bf16_cpu
+    if not native_bf16_cpu():
+        return [f"bf16 accuracy runs: {', '.join(RUN_FAMILIES)} only: this CPU has no native bfloat16 "
+                "(crd and sskd run where it has; see tests/test_bf16_runs.py)"]
+    return []
+
+
+def session_root(tmp_path_factory):
+    """The folder this test session shares across its xdist workers (each worker's basetemp is a
+    sub-folder of it; without xdist it is the basetemp itself)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if WORKER else base
+
+
+def build_once(tmp_path_factory, name, build):
+    """`build(folder)` run once per test session, whichever worker asks first; the others wait for
+    it and get the same JSON-able result."""
+    folder = session_root(tmp_path_factory) / "shared" / name
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    record = folder.parent / f"{name}.json"
+    with FileLock(str(folder) + ".lock"):
+        if not record.exists():
+            result = build(folder)
+            record.write_text(json.dumps(result))
+    return json.loads(record.read_text())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def inductor_cache(tmp_path_factory):
+    """One inductor cache for the whole session, workers and the processes tests start included:
+    a graph compiled by one test (a network's forward, its backward) is reused by the next. Fresh
+    per session, so the suite's time does not depend on what an earlier run left in /tmp."""
+    folder = session_root(tmp_path_factory) / "inductor_cache"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    return folder
 
 
 def write_cifar100_folder(root, n_train=200, n_test=100, seed=0):
@@ -50,12 +154,38 @@ def manifest():
 @pytest.fixture(scope="session")
 def digits_teacher(tmp_path_factory):
     """A digits teacher trained once per test session through train_teacher.py (resnet14, 12 epochs)."""
+    import pathlib
+
     import train_teacher
-    root = tmp_path_factory.mktemp("teacher")
-    summary = train_teacher.main(["--dataset", "digits", "--arch", "resnet14", "--epochs", "12",
-                                  "--lr-decay-epochs", "8,10", "--save-dir", str(root), "--name", "t",
-                                  "--no-progress", "--save-every", "0"])
-    return {"summary": summary, "folder": root / "t", "ckpt": str(root / "t" / "ckpt" / "last.pth")}
+
+    def build(root):
+        summary = train_teacher.main(["--dataset", "digits", "--arch", "resnet14", "--epochs", "12",
+                                      "--lr-decay-epochs", "8,10", "--save-dir", str(root), "--name", "t",
+                                      "--no-progress", "--save-every", "0"])
+        return {"summary": summary, "folder": str(root / "t"), "ckpt": str(root / "t" / "ckpt" / "last.pth")}
+    made = build_once(tmp_path_factory, "digits_teacher", build)
+    return {**made, "folder": pathlib.Path(made["folder"])}
+
+
+@pytest.fixture(scope="session")
+def shared_runs(tmp_path_factory):
+    """Uninterrupted runs that several tests compare against, each trained once per session:
+    `shared_runs(script, name, argv)` -> its summary and run folder. `name` identifies the run;
+    the same name with other arguments is an error (two tests would silently share a wrong run).
+    Every worker computes with the same thread count, so a run a test makes in-process to compare
+    with a shared one bit for bit is made alike."""
+    import train_student
+    import train_teacher
+    scripts = {"teacher": train_teacher.main, "student": train_student.main}
+
+    def run(script, name, argv):
+        def build(root):
+            summary = scripts[script](list(argv) + ["--save-dir", str(root), "--name", "run"])
+            return {"argv": list(argv), "summary": summary, "folder": str(root / "run")}
+        made = build_once(tmp_path_factory, f"run_{name}", build)
+        assert made["argv"] == list(argv), f"shared run {name!r} was made with other arguments"
+        return made
+    return run
 
 
 def write_imagefolder(root, classes=3, train_per_class=8, val_per_class=4, size=40, with_val=True, seed=0):

@@ -219,6 +219,10 @@ def _files(paths):
     return out
 
 
+# one worker runs every case: each checks that nothing under the shared workspace changes, which a
+# case running beside it on another worker could not promise
+@pytest.mark.slow
+@pytest.mark.xdist_group("bad_inputs")
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(case, ws, capsys):
     name, script, argv, expected = case
@@ -240,6 +244,7 @@ def test_catalogue_size():
     assert len(CASES) >= 40
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher,env,expected", [
     ("simreg_table.sh", {"ROWS": "7"}, "no row 7"),
     ("sskd_table_same_arch.sh", {"ROWS": "KD Telepathy"}, "unknown row 'Telepathy'"),

@@ -9,6 +9,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 import speed  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 
 def _figures(record):
     return {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

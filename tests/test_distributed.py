@@ -5,9 +5,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from core.checkpoint import load_file
+
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

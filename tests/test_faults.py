@@ -48,8 +48,14 @@ def _at_step(monkeypatch, step, action):
     return calls
 
 
-def test_sigterm_mid_epoch_then_resume_is_bit_exact(tmp_path, monkeypatch, capsys):
-    reference = train_teacher.main(TEACHER + ["--save-dir", str(tmp_path), "--name", "ref"])
+def _reference(shared_runs):
+    """The uninterrupted TEACHER run, made once per session."""
+    return shared_runs("teacher", "resnet8_two_epochs", TEACHER)
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_then_resume_is_bit_exact(tmp_path, shared_runs, monkeypatch, capsys):
+    reference = _reference(shared_runs)
     _at_step(monkeypatch, 30, lambda: os.kill(os.getpid(), signal.SIGTERM))   # epoch 2 has 23 steps: step 7 of 2
     with pytest.raises(SystemExit) as stop:
         train_teacher.main(TEACHER + ["--save-dir", str(tmp_path), "--name", "cut"])
@@ -58,10 +64,11 @@ def test_sigterm_mid_epoch_then_resume_is_bit_exact(tmp_path, monkeypatch, capsy
     assert (partial["epoch"], partial["step"]) == (2, 7)
     monkeypatch.undo()
     resumed = train_teacher.main(TEACHER + ["--save-dir", str(tmp_path), "--name", "cut", "--resume"])
-    assert _same(_weights(tmp_path / "ref")[0], _weights(tmp_path / "cut")[0])
-    assert resumed["last"] == reference["last"]
+    assert _same(_weights(reference["folder"])[0], _weights(tmp_path / "cut")[0])
+    assert resumed["last"] == reference["summary"]["last"]
 
 
+@pytest.mark.slow
 def test_periodic_mid_epoch_checkpoints_change_nothing(tmp_path, digits_teacher):
     args = ["--dataset", "digits", "--method", "crd", "--teacher", digits_teacher["ckpt"], "--student", "resnet8",
             "--epochs", "1", "--nce-k", "128", *FAST, "--save-dir", str(tmp_path)]
@@ -72,6 +79,7 @@ def test_periodic_mid_epoch_checkpoints_change_nothing(tmp_path, digits_teacher)
         assert _same(a, b)
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_with_image_folder_loader(tmp_path, imagefolder_root, digits_teacher, monkeypatch):
     """SimReg on an image folder (worker-free here): per-sample seeded crops resume bit for bit mid-epoch."""
     from conftest import write_imagefolder
@@ -91,8 +99,9 @@ def test_sigterm_mid_epoch_with_image_folder_loader(tmp_path, imagefolder_root, 
         assert _same(a, b)
 
 
-def test_run_killed_before_first_checkpoint_resumes_or_restarts(tmp_path, monkeypatch):
-    train_teacher.main(TEACHER + ["--save-dir", str(tmp_path), "--name", "ref"])
+@pytest.mark.slow
+def test_run_killed_before_first_checkpoint_resumes_or_restarts(tmp_path, shared_runs, monkeypatch):
+    reference = _reference(shared_runs)
 
     def die():
         raise KeyboardInterrupt   # as a kill in epoch 1: args.json and log written, no checkpoint
@@ -107,9 +116,10 @@ def test_run_killed_before_first_checkpoint_resumes_or_restarts(tmp_path, monkey
         train_teacher.main(TEACHER + ["--save-dir", str(tmp_path), "--name", name, *how])
         assert (tmp_path / name / "args.json").read_bytes() == args_before
         assert "restarted from scratch" in (tmp_path / name / "log.txt").read_text()
-        assert _same(_weights(tmp_path / "ref")[0], _weights(tmp_path / name)[0])
+        assert _same(_weights(reference["folder"])[0], _weights(tmp_path / name)[0])
 
 
+@pytest.mark.slow
 def test_init_cache_reuse_is_bit_identical(tmp_path, digits_teacher):
     """SSKD: the teacher-head phase computed in one run and reused by the next: the same weights."""
     args = ["--dataset", "digits", "--method", "sskd", "--teacher", digits_teacher["ckpt"], "--student", "resnet8",
@@ -121,6 +131,7 @@ def test_init_cache_reuse_is_bit_identical(tmp_path, digits_teacher):
         assert _same(a, b)
 
 
+@pytest.mark.slow
 def test_kill_after_init_phase_resumes_bit_exact(tmp_path, digits_teacher, monkeypatch):
     args = ["--dataset", "digits", "--method", "sskd", "--teacher", digits_teacher["ckpt"], "--student", "resnet8",
             "--epochs", "1", "--t-epochs", "1", "--batch-size", "128", *FAST, "--save-dir", str(tmp_path)]
@@ -138,6 +149,7 @@ def test_kill_after_init_phase_resumes_bit_exact(tmp_path, digits_teacher, monke
         assert _same(a, b)
 
 
+@pytest.mark.slow
 def test_second_process_on_a_run_folder_is_refused(tmp_path, capsys):
     folder = tmp_path / "busy"
     with RunFolder(str(folder)):
@@ -149,6 +161,7 @@ def test_second_process_on_a_run_folder_is_refused(tmp_path, capsys):
     train_teacher.main(TEACHER + ["--save-dir", str(tmp_path), "--name", "busy", "--epochs", "1"])
 
 
+@pytest.mark.slow
 def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
     import subprocess
     import sys
@@ -166,6 +179,7 @@ def test_stale_lock_of_a_killed_process_is_taken_over(tmp_path):
     RunFolder(str(tmp_path / "x")).close()
 
 
+@pytest.mark.slow
 def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch, capsys):
     train_teacher.main(TEACHER + ["--epochs", "1", "--save-dir", str(tmp_path), "--name", "r"])
     last = tmp_path / "r" / "ckpt" / "last.pth"
@@ -195,6 +209,7 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(torch, "save", real_save)
 
 
+@pytest.mark.slow
 def test_records_and_checkpoints_are_world_readable(tmp_path):
     old = os.umask(0o022)
     try:
@@ -213,6 +228,7 @@ def test_read_only_folder_is_one_clear_error(tmp_path, monkeypatch):
         save_atomic({"x": 1}, str(tmp_path / "x.pth"))
 
 
+@pytest.mark.slow
 def test_evaluation_results_are_reused_kept_beside_or_overwritten(tmp_path, capsys):
     import json
 

@@ -4,6 +4,7 @@ started again completes it without training a finished cell again, and every cel
 bit as in the uninterrupted grid; a failed cell fails only the cells that need it."""
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -12,7 +13,10 @@ import time
 import pytest
 import torch
 
+from conftest import build_once
 from core.checkpoint import load_file
+
+pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "scripts", "run_table.py")
@@ -51,20 +55,24 @@ def _under_way(out):
     return found
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def straight(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("grid_straight")
-    out = tmp / "out"
-    t0 = time.time()
-    done = subprocess.run(_runner(_grid_file(tmp), out), capture_output=True, text=True, timeout=900)
-    return {"out": out, "proc": done, "seconds": time.time() - t0}
+    """The uninterrupted grid, run once per session (its three users may run on any worker)."""
+    def build(tmp):
+        tmp.mkdir()
+        t0 = time.time()
+        done = subprocess.run(_runner(_grid_file(tmp), tmp / "out"), capture_output=True, text=True, timeout=900)
+        return {"out": str(tmp / "out"), "returncode": done.returncode, "stdout": done.stdout,
+                "stderr": done.stderr, "seconds": time.time() - t0}
+    made = build_once(tmp_path_factory, "grid_straight", build)
+    return {**made, "out": pathlib.Path(made["out"])}
 
 
 def test_tiny_grid_with_two_concurrent_cells(straight):
-    proc, out = straight["proc"], straight["out"]
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    out = straight["out"]
+    assert straight["returncode"] == 0, straight["stdout"][-2000:] + straight["stderr"][-2000:]
     assert len(_summaries(out)) == N_CELLS
-    assert f"{N_CELLS} done" in proc.stdout
+    assert f"{N_CELLS} done" in straight["stdout"]
     manifest = json.load(open(out / "grid" / "manifest.json"))
     assert len(manifest["cells"]) == N_CELLS and manifest["runs"][0]["executor"] == "local"
     # teachers first: every student's log starts after its teacher's summary was written

@@ -5,16 +5,13 @@ warning train_student.py prints when it loads a CIFAR-100 teacher that is off th
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import models
 import train_student
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import make_table
 
 
 def _summary(folder, **fields):
@@ -29,12 +26,7 @@ def _manifest(out, cells, report):
         json.dump({"cells": cells, "report": report}, f)
 
 
-def _make_table(out):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_table.py"), "--grid", str(out)],
-                          capture_output=True, text=True, check=True).stdout
-
-
-def test_distillation_report(tmp_path):
+def test_distillation_report(tmp_path, capsys):
     out = tmp_path / "out"
     cells = []
 
@@ -53,7 +45,7 @@ def test_distillation_report(tmp_path):
          processes=2, device="cuda", teacher_top1=79.5)   # a published teacher: no teacher cell
     _manifest(out, cells, {"kind": "distill", "paper": "same_architecture", "metric": "best",
                            "protocol": "SSKD table same_architecture; test"})
-    md = _make_table(out)
+    md = make_table(["--grid", out], capsys)
     assert md == (out / "report.md").read_text() + "\nreport: " + ", ".join(
         str(out / f"report.{e}") for e in ("md", "csv", "png")) + "\n"
     lines = {tuple(c.strip() for c in line.split("|")[1:3]): line for line in md.splitlines() if line.startswith("|")}
@@ -69,7 +61,7 @@ def test_distillation_report(tmp_path):
     assert float(rows[("resnet32x4_to_resnet8x4", "KD")]["hours"]) == pytest.approx(0.5)
 
 
-def test_simreg_report(tmp_path):
+def test_simreg_report(tmp_path, capsys):
     out = tmp_path / "out"
     folder = str(out / "simreg" / "simreg_moco_resnet18_seed0")
     _summary(folder, last={"epoch": 130}, train_seconds=7200, processes=4, device="cuda",
@@ -79,7 +71,7 @@ def test_simreg_report(tmp_path):
     _manifest(out, [{"name": "simreg/simreg_moco_resnet18_seed0", "folder": folder, "labels": labels},
                     {"name": "simreg/simreg_moco_resnet18_seed0/knn", "folder": folder, "labels": {}}],
               {"kind": "simreg", "paper": "simreg", "protocol": "SimReg table; test"})
-    md = _make_table(out)
+    md = make_table(["--grid", out], capsys)
     row = next(line for line in md.splitlines() if line.startswith("| simreg_moco_resnet18 "))
     assert "MoCo-v2 ResNet-50 → resnet18" in row
     assert "| 55.00 (n=1) | 54.80 | +0.20 | 65.50 (n=1) | 65.10 | +0.40 | 8.000 |" in row
@@ -87,6 +79,7 @@ def test_simreg_report(tmp_path):
     assert Image.open(out / "report.png").size[1] == 400
 
 
+@pytest.mark.slow
 def test_loading_a_teacher_off_the_paper_warns(tmp_path, cifar_root):
     torch.manual_seed(0)
     path = tmp_path / "resnet56_vanilla" / "ckpt_epoch_240.pth"

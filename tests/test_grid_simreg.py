@@ -14,6 +14,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "scripts", "run_table.py")
 
+pytestmark = pytest.mark.slow
+
 
 def test_simreg_grid_caches_trains_and_evaluates(tmp_path, digits_teacher):
     rows = [{"teacher": digits_teacher["ckpt"], "format": "ours", "student": "resnet8", "cached": cached,

@@ -12,8 +12,10 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, build_once
 from core.checkpoint import load_file
+
+pytestmark = pytest.mark.slow
 
 TRIALS_PER_CONFIG = 3
 SEED = 20261203
@@ -61,62 +63,71 @@ def _where(folder):
     return "before the run folder was written"
 
 
-@pytest.fixture(scope="module")
+def _reference(cfg, root):
+    """The uninterrupted run of a config, timed: when its process is past its imports (the run
+    folder appears) and when it ends."""
+    t0 = time.time()
+    proc = subprocess.Popen(_command(cfg, str(root), str(root / "init_cache")),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    started = None
+    while proc.poll() is None:
+        if started is None and (root / "run" / "args.json").exists():
+            started = time.time() - t0
+        time.sleep(0.05)
+    assert proc.returncode == 0
+    return {"folder": str(root / "run"), "seconds": time.time() - t0, "started": started or 0.0,
+            "init_cache": str(root / "init_cache")}
+
+
+@pytest.fixture(scope="session")
 def references(digits_teacher, tmp_path_factory):
-    root = tmp_path_factory.mktemp("uninterrupted")
-    out = {}
-    for name, cfg in _configs(digits_teacher["ckpt"]).items():
-        t0 = time.time()
-        proc = subprocess.Popen(_command(cfg, str(root / name), str(root / name / "init_cache")),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-        started = None
-        while proc.poll() is None:   # when the run folder appears: the process is past its imports
-            if started is None and (root / name / "run" / "args.json").exists():
-                started = time.time() - t0
-            time.sleep(0.05)
-        assert proc.returncode == 0
-        seconds = time.time() - t0
-        out[name] = {"weights": _weights(str(root / name / "run")), "seconds": seconds,
-                     "started": started or 0.0, "init_cache": str(root / name / "init_cache")}
-    return out
+    """One uninterrupted run per config for the whole session (trials on any worker share it)."""
+    configs = _configs(digits_teacher["ckpt"])
+    return lambda name: build_once(tmp_path_factory, f"kill_reference_{name}",
+                                   lambda root: _reference(configs[name], root))
 
 
-@pytest.mark.parametrize("config", ["teacher", "crd", "sskd", "simreg"])
-def test_sigkill_then_resume_is_bit_exact(config, references, digits_teacher, tmp_path, capsys):
+def _kill_fractions(config):
+    """Where in the run each trial kills, as a share of the time after the imports: seeded per
+    config, the same draws for every runner."""
     rng = random.Random(f"{SEED}-{config}")
+    return [rng.uniform(0.0, 0.9) for _ in range(TRIALS_PER_CONFIG)]
+
+
+TRIALS = [(config, trial) for config in ("teacher", "crd", "sskd", "simreg") for trial in range(TRIALS_PER_CONFIG)]
+
+
+@pytest.mark.parametrize("config,trial", TRIALS, ids=[f"{c}-{t}" for c, t in TRIALS])
+def test_sigkill_then_resume_is_bit_exact(config, trial, references, digits_teacher, tmp_path, capsys):
     cfg = _configs(digits_teacher["ckpt"])[config]
-    report = []
-    for trial in range(TRIALS_PER_CONFIG):
-        save_dir = str(tmp_path / f"trial{trial}")
-        # odd trials share the uninterrupted run's init cache: a reused init phase must change nothing
-        init_cache = references[config]["init_cache"] if trial % 2 else os.path.join(save_dir, "init_cache")
-        cmd = _command(cfg, save_dir, init_cache)
-        ref = references[config]
-        delay = ref["started"] + rng.uniform(0.0, 0.9) * (ref["seconds"] - ref["started"])
-        for _ in range(6):   # a run that finished before its kill is started again with a shorter delay
-            shutil.rmtree(save_dir, ignore_errors=True)
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-            time.sleep(delay)
-            killed = proc.poll() is None
-            if killed:
-                proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            if killed:
-                break
-            delay *= 0.6
-        assert killed, f"{config} trial {trial}: the run always finished before its kill"
-        where = _where(os.path.join(save_dir, "run"))
-        for _ in range(3):   # continue (from a checkpoint, or from scratch) until it finishes
-            started = os.path.isfile(os.path.join(save_dir, "run", "args.json"))
-            done = subprocess.run(cmd + (["--resume"] if started else []), capture_output=True, text=True, cwd=ROOT)
-            if done.returncode == 0:
-                break
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert _equal(_weights(os.path.join(save_dir, "run")), references[config]["weights"]), (config, trial, where)
-        report.append(f"{config} trial {trial}: SIGKILL at {delay:.1f}s {where}; resumed bit-exact")
+    ref = references(config)
+    save_dir = str(tmp_path / "trial")
+    # odd trials share the uninterrupted run's init cache: a reused init phase must change nothing
+    init_cache = ref["init_cache"] if trial % 2 else os.path.join(save_dir, "init_cache")
+    cmd = _command(cfg, save_dir, init_cache)
+    delay = ref["started"] + _kill_fractions(config)[trial] * (ref["seconds"] - ref["started"])
+    for _ in range(6):   # a run that finished before its kill is started again with a shorter delay
+        shutil.rmtree(save_dir, ignore_errors=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        time.sleep(delay)
+        killed = proc.poll() is None
+        if killed:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if killed:
+            break
+        delay *= 0.6
+    assert killed, f"{config} trial {trial}: the run always finished before its kill"
+    where = _where(os.path.join(save_dir, "run"))
+    for _ in range(3):   # continue (from a checkpoint, or from scratch) until it finishes
+        started = os.path.isfile(os.path.join(save_dir, "run", "args.json"))
+        done = subprocess.run(cmd + (["--resume"] if started else []), capture_output=True, text=True, cwd=ROOT)
+        if done.returncode == 0:
+            break
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _equal(_weights(os.path.join(save_dir, "run")), _weights(ref["folder"])), (config, trial, where)
     with capsys.disabled():
-        print("\n" + "\n".join(report))
-    assert len(report) == TRIALS_PER_CONFIG
+        print(f"\n{config} trial {trial}: SIGKILL at {delay:.1f}s {where}; resumed bit-exact")
 
 
 WRITER = """

@@ -5,8 +5,11 @@ import shlex
 import subprocess
 import sys
 
+import pytest
+
 import train_student
 import train_teacher
+from conftest import make_table
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,6 +27,7 @@ def _dry_run(script, **env):
     return cmds
 
 
+@pytest.mark.slow
 def test_same_architecture_dry_run_lists_every_cell():
     cmds = _dry_run("sskd_table_same_arch.sh", SEEDS="0 1")
     teachers = [c for c in cmds if c[1] == "train_teacher.py"]
@@ -46,6 +50,7 @@ def test_same_architecture_dry_run_lists_every_cell():
     assert by_name[("wrn_40_1", "SSKD_seed0")].teacher.endswith("wrn_40_2_seed0/ckpt/best.pth")
 
 
+@pytest.mark.slow
 def test_cross_architecture_dry_run_options():
     cmds = _dry_run("sskd_table_cross_arch.sh", BASELINES="alone", ROWS="AT CRD",
                     PAIRS="resnet32x4:ShuffleV1")
@@ -54,6 +59,7 @@ def test_cross_architecture_dry_run_options():
     assert students[0].lr == 0.01   # ShuffleV1 student: the reference's low learning rate
 
 
+@pytest.mark.slow
 def test_tiny_real_table_run(tmp_path, cifar_root):
     env = {"DATA_ROOT": cifar_root, "SAVE_DIR": str(tmp_path), "PAIRS": "resnet8:resnet8", "ROWS": "KD SSKD",
            "EPOCHS": "1", "GPUS": "", "EXTRA_ARGS": "--batch-size 100 --no-progress --device cpu", "STUDENT_ARGS": "--t-epochs 1",
@@ -71,7 +77,7 @@ def test_tiny_real_table_run(tmp_path, cifar_root):
     assert "Protocol: SSKD table same_architecture" in again.stdout and (out / "report.md").is_file()
 
 
-def test_make_table_paper_layout(tmp_path):
+def test_make_table_paper_layout(tmp_path, capsys):
     def write(folder, top1):
         os.makedirs(folder)
         with open(os.path.join(folder, "summary.json"), "w") as f:
@@ -80,14 +86,14 @@ def test_make_table_paper_layout(tmp_path):
     write(tmp_path / "teachers" / "wrn_40_2_seed0", 76.0)
     write(tmp_path / "wrn_40_2_to_wrn_16_2" / "SSKD_seed0", 76.0)
     write(tmp_path / "wrn_40_2_to_wrn_16_2" / "SSKD_seed1", 77.0)
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_table.py"), "--runs", str(tmp_path),
-                          "--paper", "same_architecture"], capture_output=True, text=True, check=True).stdout
+    out = make_table(["--runs", tmp_path, "--paper", "same_architecture"], capsys)
     sskd = [line for line in out.splitlines() if line.startswith("  SSKD ")][0]
     assert "76.50±0.71" in sskd and "76.04" in sskd and "+0.46" in sskd
     teacher = [line for line in out.splitlines() if line.startswith("  teacher ")][0]
     assert "76.00" in teacher and "-0.46" in teacher
 
 
+@pytest.mark.slow
 def test_simreg_table_dry_run_is_valid_commands():
     import cache_features
     import eval_knn
@@ -118,14 +124,14 @@ def test_simreg_table_dry_run_is_valid_commands():
     assert [next(a for a in c if a.endswith(".py")) for c in one][:2] == ["cache_features.py", "train_student.py"]
 
 
-def test_make_table_simreg_row(tmp_path):
+def test_make_table_simreg_row(tmp_path, capsys):
     (tmp_path / "summary.json").write_text(json.dumps({"last": {"epoch": 130}, "knn": {"top1": {"1": 55.0}},
                                                        "linear": {"last": {"top1": 65.5}}}))
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_table.py"), "--runs", str(tmp_path),
-                          "--simreg-row", "1"], capture_output=True, text=True, check=True).stdout
+    out = make_table(["--runs", tmp_path, "--simreg-row", "1"], capsys)
     assert "resnet18" in out and "55.00" in out and "54.80" in out and "+0.20" in out and "+0.40" in out
 
 
+@pytest.mark.slow
 def test_knn_and_linear_launchers(tmp_path, digits_teacher):
     train_student.main(["--dataset", "digits", "--method", "simreg", "--teacher", digits_teacher["ckpt"],
                         "--student", "resnet8", "--epochs", "1", "--batch-size", "64", "--save-dir", str(tmp_path),

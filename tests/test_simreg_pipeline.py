@@ -34,6 +34,7 @@ def _student(tmp_path, root, teacher_args, name, *extra):
                                        "--name", name, *teacher_args, *extra])
 
 
+@pytest.mark.slow
 def test_simreg_live_teacher_then_knn_and_linear(tmp_path, imagefolder_root, teacher_ckpt):
     summary = _student(tmp_path, imagefolder_root, ["--teacher", teacher_ckpt], "live")
     assert summary["method"] == "simreg" and np.isfinite(summary["last"]["train_loss"])
@@ -62,6 +63,7 @@ def test_simreg_live_teacher_then_knn_and_linear(tmp_path, imagefolder_root, tea
     assert 0 <= lin2["last"]["top1"] <= 100
 
 
+@pytest.mark.slow
 def test_linear_cache_is_keyed_to_the_checkpoint(tmp_path, imagefolder_root, teacher_ckpt):
     common = ["--dataset", "imagenet", "--data-root", imagefolder_root, "--image-size", "32", "--workers", "0",
               "--epochs", "1", "--use-cache", "--batch-size", "8", "--no-progress", "--save", str(tmp_path / "lin")]
@@ -76,6 +78,7 @@ def test_linear_cache_is_keyed_to_the_checkpoint(tmp_path, imagefolder_root, tea
     assert metas[0] != metas[1]
 
 
+@pytest.mark.slow
 def test_cache_features_and_cached_training(tmp_path, imagefolder_root, teacher_ckpt):
     prefix = str(tmp_path / "cache" / "teacher_train")
     cache_features.main(["--teacher", teacher_ckpt, "--dataset", "imagenet", "--data-root", imagefolder_root,
@@ -116,6 +119,7 @@ def test_unknown_teacher_format(tmp_path, imagefolder_root, capsys):
     assert code == 2 and "unknown teacher checkpoint format" in err
 
 
+@pytest.mark.slow
 def test_cache_from_another_dataset(tmp_path, imagefolder_root, teacher_ckpt, capsys):
     prefix = str(tmp_path / "cache" / "t")
     cache_features.main(["--teacher", teacher_ckpt, "--dataset", "imagenet", "--data-root", imagefolder_root,
@@ -137,6 +141,7 @@ def test_view_pairing():
         imagenet_data.simreg_views("strong_strong", False, 32)(img)
 
 
+@pytest.mark.slow
 def test_strong_pairs_train_with_gpu_decode(tmp_path, imagefolder_root, teacher_ckpt):
     """--decode gpu with separate weak (teacher) and strong (student) views trains SimReg as the PIL
     path does: the same draws, so the losses agree up to the kernels' rounding."""

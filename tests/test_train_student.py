@@ -7,6 +7,7 @@ import torch
 import engine.trainer
 import train_student
 from core.checkpoint import load_file
+from test_bf16_runs import FAMILIES, float32_run
 
 FAST = ["--dataset", "digits", "--no-progress", "--save-every", "0"]
 
@@ -15,15 +16,18 @@ def _run(tmp_path, teacher, name, *extra):
     return train_student.main(FAST + ["--teacher", teacher, "--save-dir", str(tmp_path), "--name", name, *extra])
 
 
-def test_kd_student_beats_plain_student(digits_teacher, tmp_path):
-    budget = ["--student", "resnet8", "--epochs", "8", "--lr-decay-epochs", "5,7"]
-    plain = _run(tmp_path, digits_teacher["ckpt"], "ce", "--method", "ce", *budget)
-    kd = _run(tmp_path, digits_teacher["ckpt"], "kd", "--method", "kd", *budget)
+@pytest.mark.slow
+def test_kd_student_beats_plain_student(digits_teacher, shared_runs, tmp_path):
+    """The same budget with and without the teacher (the KD run is test_bf16_runs' float32 one)."""
+    kd = float32_run(shared_runs, digits_teacher["ckpt"], "kd")["summary"]
+    plain = _run(tmp_path, digits_teacher["ckpt"], "ce", "--method", "ce", "--student", "resnet8",
+                 *FAMILIES["kd"][2:])
     assert kd["last"]["top1"] > plain["last"]["top1"], (kd["last"], plain["last"])
     assert kd["teacher_arch"] == "resnet14" and kd["weights"] == {"ce": 0.1, "kd": 0.9, "distill": 0.0}
     assert kd["teacher_top1"] == pytest.approx(digits_teacher["summary"]["last"]["top1"])
 
 
+@pytest.mark.slow
 def test_sskd_run_and_teacher_head_reuse(digits_teacher, tmp_path):
     args = ["--method", "sskd", "--student", "resnet8", "--epochs", "1", "--t-epochs", "1", "--batch-size", "128"]
     first = _run(tmp_path, digits_teacher["ckpt"], "s1", *args)
@@ -39,6 +43,7 @@ def test_sskd_run_and_teacher_head_reuse(digits_teacher, tmp_path):
     assert first["method"] == second["method"] == "sskd"
 
 
+@pytest.mark.slow
 def test_crd_resume_is_bit_exact_with_memory_bank(digits_teacher, tmp_path, monkeypatch):
     args = ["--method", "crd", "--student", "resnet8", "--epochs", "3", "--lr-decay-epochs", "2", "--nce-k", "256"]
     _run(tmp_path, digits_teacher["ckpt"], "straight", *args)
@@ -71,17 +76,20 @@ def _fails(capsys, fn):
     return e.value.code, capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_unknown_method(digits_teacher, tmp_path, capsys):
     code, err = _fails(capsys, lambda: _run(tmp_path, digits_teacher["ckpt"], "x", "--method", "magic"))
     assert code == 2 and "unknown method 'magic'" in err and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_teacher_checkpoint_of_another_architecture(digits_teacher, tmp_path, capsys):
     code, err = _fails(capsys, lambda: _run(tmp_path, digits_teacher["ckpt"], "x", "--teacher-arch", "wrn_16_2"))
     assert code == 2 and "missing keys" in err and "unexpected keys" in err
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_teacher_architecture_inferred_from_foreign_checkpoint(digits_teacher, tmp_path):
     """A RepDistiller-layout file (weights under 'model', no arch recorded) is recognised by its keys."""
     state = load_file(digits_teacher["ckpt"])
@@ -92,6 +100,7 @@ def test_teacher_architecture_inferred_from_foreign_checkpoint(digits_teacher, t
     assert summary["teacher_arch"] == "resnet14"
 
 
+@pytest.mark.slow
 def test_method_that_cannot_pair_architectures(digits_teacher, tmp_path, capsys):
     code, err = _fails(capsys, lambda: _run(tmp_path, digits_teacher["ckpt"], "x", "--method", "fsp",
                                             "--student", "wrn_16_2"))
@@ -117,6 +126,7 @@ def test_help_lists_every_method_default(capsys):
     assert "--nce-k" in text and "crd: 16384" in " ".join(text.split())
 
 
+@pytest.mark.slow
 def test_a_run_reads_the_teacher_file_once(digits_teacher, tmp_path, monkeypatch):
     calls = []
     real = torch.load
@@ -125,6 +135,7 @@ def test_a_run_reads_the_teacher_file_once(digits_teacher, tmp_path, monkeypatch
     assert calls == [digits_teacher["ckpt"]]
 
 
+@pytest.mark.slow
 def test_init_cache_ignores_other_methods_hparams(digits_teacher, tmp_path):
     """AB's init-phase result depends on AB's settings only: --nce-k (CRD's) does not invalidate it."""
     args = ["--method", "abound", "--student", "resnet8", "--epochs", "1", "--init-epochs", "1"]

@@ -16,6 +16,7 @@ def _run(tmp_path, name, *extra):
     return train_teacher.main(FAST + ["--save-dir", str(tmp_path), "--name", name, *extra])
 
 
+@pytest.mark.slow
 def test_digits_teacher_reaches_95(digits_teacher):
     """resnet14, 12 epochs (lr x0.1 after 8 and 10), batch 64, seed 0 (see conftest)."""
     summary = digits_teacher["summary"]
@@ -35,6 +36,7 @@ def test_digits_teacher_reaches_95(digits_teacher):
     assert (folder / "log.txt").read_text().count("test top-1") == 12
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact(tmp_path, monkeypatch):
     common = ["--arch", "resnet8", "--epochs", "4", "--lr-decay-epochs", "2,3", "--seed", "5"]
     straight = _run(tmp_path, "straight", *common)
@@ -91,6 +93,7 @@ def _snapshot(folder):
             if p != "run.lock"}
 
 
+@pytest.mark.slow
 def test_existing_run_is_never_overwritten(tmp_path, capsys):
     _run(tmp_path, "r", "--arch", "resnet8", "--epochs", "1")
     before = _snapshot(tmp_path / "r")
@@ -99,6 +102,7 @@ def test_existing_run_is_never_overwritten(tmp_path, capsys):
     assert _snapshot(tmp_path / "r") == before
 
 
+@pytest.mark.slow
 def test_truncated_or_malicious_resume_checkpoint(tmp_path, capsys):
     _run(tmp_path, "r", "--arch", "resnet8", "--epochs", "1")
     last = tmp_path / "r" / "ckpt" / "last.pth"
@@ -122,6 +126,7 @@ def test_truncated_or_malicious_resume_checkpoint(tmp_path, capsys):
     assert not (tmp_path / "pwned").exists() and _snapshot(tmp_path / "r") == before
 
 
+@pytest.mark.slow
 def test_resume_with_other_architecture_reports_keys(tmp_path, capsys):
     _run(tmp_path, "r", "--arch", "resnet8", "--epochs", "1")
     code, err = _exit_code_and_message(capsys, lambda: _run(tmp_path, "r", "--arch", "resnet14", "--epochs", "2",
@@ -132,6 +137,7 @@ def test_resume_with_other_architecture_reports_keys(tmp_path, capsys):
     assert code == 2 and "missing keys" in err and "layer1.1.conv1.weight" in err
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_cleanly(tmp_path, capsys):
     _run(tmp_path, "r", "--arch", "resnet8", "--epochs", "1")
     before = _snapshot(tmp_path / "r" / "ckpt")
@@ -141,6 +147,7 @@ def test_nan_loss_stops_cleanly(tmp_path, capsys):
     assert _snapshot(tmp_path / "r" / "ckpt") == before
 
 
+@pytest.mark.slow
 def test_cifar100_format_smoke_run(tmp_path, cifar_root):
     summary = train_teacher.main(["--dataset", "cifar100", "--data-root", cifar_root, "--arch", "resnet8",
                                   "--epochs", "1", "--batch-size", "32", "--save-dir", str(tmp_path),
