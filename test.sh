@@ -2,7 +2,7 @@
 # Runs the test suite (sets up .venv first if the current Python lacks the requirements).
 #   bash test.sh           every test, one pytest-xdist worker per core (what CI runs)
 #   bash test.sh --quick   the unit-level tests only (no training, compiling or processes): the inner loop
-# Further arguments go to pytest (e.g. -k crd, --durations=25, -n 0 for one process).
+# Further arguments go to pytest (e.g. tests/test_grid.py, -k crd, --durations=25, -n 0 for one process).
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/python_env.sh "pytest, xdist"
@@ -10,4 +10,4 @@ args=()
 for a in "$@"; do
     if [ "$a" = "--quick" ]; then args+=(-m "not slow"); else args+=("$a"); fi
 done
-"$PY" -m pytest -q -n "${TEST_WORKERS:-auto}" --dist loadgroup --no-loadscope-reorder tests "${args[@]+"${args[@]}"}"
+"$PY" -m pytest -q -n "${TEST_WORKERS:-auto}" --dist loadgroup --no-loadscope-reorder "${args[@]+"${args[@]}"}"

@@ -50,19 +50,18 @@ def make_table(argv, capsys):
 # Tests that train, compile or start processes carry `slow` (test.sh --quick leaves them out).
 # A test that asks for one of these fixtures is slow by construction; collection fails if it is
 # not marked, so the quick tier can never start a training run by accident.
-EXPENSIVE_FIXTURES = {"digits_teacher", "shared_runs"}
+EXPENSIVE_FIXTURES = {"digits_teacher", "shared_runs", "sskd_runs", "small_teacher"}
 
 
 # The longest tests first, so that the workers finish together (test.sh keeps this order:
 # --no-loadscope-reorder); everything else follows in file order, the quick tests last.
 LONGEST_FIRST = ("tests/test_bf16_runs.py::test_bf16_run_ends_near_float32[sskd]",
                  "tests/test_bf16_runs.py::test_bf16_run_ends_near_float32[crd]",
-                 "tests/test_bf16_runs.py::test_bf16_run_ends_near_float32[kd]",
-                 "tests/test_compile.py::test_run_resumes_exactly_in_each_mode[bf16-nhwc]",
                  "tests/test_layers.py",   # xdist queues a second test behind the first: a short one
-                 "tests/test_grid_slurm.py", "tests/test_grid.py", "tests/test_grid_simreg.py",
-                 "tests/test_bf16_runs.py", "tests/test_kill_trials.py", "tests/test_bad_inputs.py",
-                 "tests/test_bench.py", "tests/test_compile.py")
+                 "tests/test_grid.py", "tests/test_grid_slurm.py", "tests/test_bf16_runs.py",
+                 "tests/test_compile.py::test_run_resumes_exactly_in_each_mode", "tests/test_kill_trials.py",
+                 "tests/test_grid_simreg.py", "tests/test_compile.py", "tests/test_bad_inputs.py",
+                 "tests/test_bench.py")
 
 
 def _rank(item):
@@ -81,10 +80,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_report_header(config):
-    from test_bf16_runs import RUN_FAMILIES, native_bf16_cpu
+    from cpu_bf16 import native_bf16_cpu
     if not native_bf16_cpu():
-        return [f"bf16 accuracy runs: {', '.join(RUN_FAMILIES)} only: this CPU has no native bfloat16 "
-                "(crd and sskd run where it has; see tests/test_bf16_runs.py)"]
+        return ["bf16 runs: this CPU has no native bfloat16, so their convolutions are computed as the native "
+                "kernel computes them, in float32 from bfloat16 operands (tests/cpu_bf16.py)"]
     return []
 
 
@@ -186,6 +185,33 @@ def shared_runs(tmp_path_factory):
         assert made["argv"] == list(argv), f"shared run {name!r} was made with other arguments"
         return made
     return run
+
+
+SMALL_TEACHER = ["--dataset", "digits", "--arch", "resnet8", "--epochs", "2", "--batch-size", "64", "--no-progress",
+                 "--save-every", "0"]
+
+
+@pytest.fixture(scope="session")
+def small_teacher(shared_runs):
+    """A two-epoch resnet8 digits teacher, trained once per session: the uninterrupted run of the
+    SIGTERM tests, and the teacher of tests that compare bits, not accuracy (the kill trials)."""
+    run = shared_runs("teacher", "resnet8_two_epochs", SMALL_TEACHER)
+    return {**run, "ckpt": os.path.join(run["folder"], "ckpt", "last.pth")}
+
+
+SSKD_ONE_EPOCH = ["--dataset", "digits", "--method", "sskd", "--student", "resnet8", "--epochs", "1",
+                  "--t-epochs", "1", "--batch-size", "128", "--no-progress", "--save-every", "0"]
+
+
+@pytest.fixture(scope="session")
+def sskd_runs(digits_teacher, shared_runs):
+    """The init-phase tests' two one-epoch SSKD runs, made once per session: 'computed' trains the
+    teacher's head (its init cache in its own folder), 'reused' is the same run reading that cache."""
+    args = SSKD_ONE_EPOCH + ["--teacher", digits_teacher["ckpt"]]
+    computed = shared_runs("student", "sskd_one_epoch", args)
+    cache = os.path.join(os.path.dirname(computed["folder"]), "init_cache")
+    reused = shared_runs("student", "sskd_one_epoch_reused", args + ["--init-cache", cache])
+    return {"computed": computed, "reused": reused, "args": args}
 
 
 def write_imagefolder(root, classes=3, train_per_class=8, val_per_class=4, size=40, with_val=True, seed=0):

@@ -5,9 +5,10 @@ go by.
 
 The steps run in float64, so that what is compared is the computation, not float32 rounding:
 inductor fuses and orders the long reductions of a convolution's weight gradient differently,
-which in float32 moves single elements of SSKD's first-layer gradient (64 views, the ss term at
+which in float32 moves single elements of SSKD's first-layer gradient (the ss term at
 weight 10 and temperature 0.5) by ~2e-3 of the gradient's scale; in float64 the two agree to
 ~1e-14."""
+import contextlib
 import copy
 
 import pytest
@@ -17,6 +18,7 @@ import losses
 from datasets import InMemoryLoader
 from engine.distill import Distiller
 
+from cpu_bf16 import bf16_convolutions
 from test_distill_step import _setup
 
 pytestmark = pytest.mark.slow
@@ -37,20 +39,24 @@ def _step(distiller, optimizer, batch):
     return terms, logits, grads
 
 
+# on one worker: the networks' graphs are compiled once, then read from the session's inductor cache
+@pytest.mark.xdist_group("compiled_steps")
 @pytest.mark.parametrize("name", sorted(losses.METHODS))
 def test_compiled_step_equals_eager(name):
     torch._dynamo.reset()
     # the smallest network on both sides: the method's graph is what is new in each case, the
     # networks' graphs come from the session's inductor cache after the first method
-    eager, _, data = _setup(name, teacher="resnet8", n_data=40)
+    # batches of 16, 16 and the last 8 images through the networks (SSKD: 4, 4 and 2 originals, four
+    # rotations each): the same shapes for every method, so a network graph compiled once is reused
+    per_batch = 4 if losses.METHODS[name].views == "rotations" else 16
+    eager, _, data = _setup(name, teacher="resnet8", n_data=per_batch * 5 // 2)
     eager.double()
     twin = copy.deepcopy(eager)
     compiled = Distiller(twin.student, twin.method, twin.teacher, compile_mode="default")
     opts = [torch.optim.SGD(d.trainable_parameters(), lr=0.05, momentum=0.9) for d in (eager, compiled)]
-    # batches of 16, 16 and the last 8: a second shape, compiled once more
-    batches = list(InMemoryLoader(data, 16, train=True, views=eager.method.views,
+    batches = list(InMemoryLoader(data, per_batch, train=True, views=eager.method.views,
                                   generator=torch.Generator().manual_seed(3)))
-    assert [len(b["label"]) for b in batches] == [16, 16, 8]
+    assert [len(b["label"]) for b in batches] == [per_batch, per_batch, per_batch // 2]
     for d in (eager, compiled):
         d.train()
     for i, batch in enumerate(batches):
@@ -78,7 +84,7 @@ def test_compiled_step_equals_eager(name):
 
 
 @pytest.mark.parametrize("mode", [["--compile"], ["--amp", "bf16", "--channels-last"]], ids=["compile", "bf16-nhwc"])
-def test_run_resumes_exactly_in_each_mode(mode, digits_teacher, tmp_path, monkeypatch):
+def test_run_resumes_exactly_in_each_mode(mode, small_teacher, tmp_path, monkeypatch):
     """A CRD run stopped as its last epoch starts and resumed from the checkpoint before it ends
     bit for bit where the uninterrupted run of the same mode ends. Compiled, epochs after the first
     add no compiled graphs (epoch 2's new lr, its epoch number and the last, smaller batch do not
@@ -87,7 +93,7 @@ def test_run_resumes_exactly_in_each_mode(mode, digits_teacher, tmp_path, monkey
     import train_student
     from core.checkpoint import load_file
 
-    args = ["--dataset", "digits", "--no-progress", "--save-every", "0", "--teacher", digits_teacher["ckpt"],
+    args = ["--dataset", "digits", "--no-progress", "--save-every", "0", "--teacher", small_teacher["ckpt"],
             "--save-dir", str(tmp_path), "--method", "crd", "--student", "resnet8", "--epochs", "2",
             "--lr-decay-epochs", "2", "--nce-k", "256", *mode]
     real = engine.trainer.evaluate
@@ -97,28 +103,30 @@ def test_run_resumes_exactly_in_each_mode(mode, digits_teacher, tmp_path, monkey
         graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
         return real(*a, **k)
 
-    torch._dynamo.reset()
-    before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    monkeypatch.setattr(engine.trainer, "evaluate", counting)
-    train_student.main(args + ["--name", "straight"])
-    # counted after each epoch
-    assert len(graphs) == 2 and graphs[0] == graphs[1], graphs
-    assert (graphs[0] > before) == ("--compile" in mode)
+    # bf16 on a CPU without native bfloat16: convolutions at float32 speed (see cpu_bf16)
+    with bf16_convolutions() if "--amp" in mode else contextlib.nullcontext():
+        torch._dynamo.reset()
+        before = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        monkeypatch.setattr(engine.trainer, "evaluate", counting)
+        train_student.main(args + ["--name", "straight"])
+        # counted after each epoch
+        assert len(graphs) == 2 and graphs[0] == graphs[1], graphs
+        assert (graphs[0] > before) == ("--compile" in mode)
 
-    real_epoch = engine.trainer.train_one_epoch
+        real_epoch = engine.trainer.train_one_epoch
 
-    def crash(distiller, loader, optimizer, epoch, *a, **k):
-        if epoch == 2:   # after epoch 1 and its checkpoint, stop as epoch 2 starts
-            raise KeyboardInterrupt
-        return real_epoch(distiller, loader, optimizer, epoch, *a, **k)
+        def crash(distiller, loader, optimizer, epoch, *a, **k):
+            if epoch == 2:   # after epoch 1 and its checkpoint, stop as epoch 2 starts
+                raise KeyboardInterrupt
+            return real_epoch(distiller, loader, optimizer, epoch, *a, **k)
 
-    monkeypatch.setattr(engine.trainer, "evaluate", real)
-    monkeypatch.setattr(engine.trainer, "train_one_epoch", crash)
-    with pytest.raises(KeyboardInterrupt):
-        train_student.main(args + ["--name", "crashed"])
-    monkeypatch.setattr(engine.trainer, "train_one_epoch", real_epoch)
-    assert load_file(str(tmp_path / "crashed" / "ckpt" / "last.pth"))["epoch"] == 1
-    train_student.main(args + ["--name", "crashed", "--resume"])
+        monkeypatch.setattr(engine.trainer, "evaluate", real)
+        monkeypatch.setattr(engine.trainer, "train_one_epoch", crash)
+        with pytest.raises(KeyboardInterrupt):
+            train_student.main(args + ["--name", "crashed"])
+        monkeypatch.setattr(engine.trainer, "train_one_epoch", real_epoch)
+        assert load_file(str(tmp_path / "crashed" / "ckpt" / "last.pth"))["epoch"] == 1
+        train_student.main(args + ["--name", "crashed", "--resume"])
     a = load_file(str(tmp_path / "straight" / "ckpt" / "last.pth"))
     b = load_file(str(tmp_path / "crashed" / "ckpt" / "last.pth"))
     assert a["epoch"] == b["epoch"] == 2

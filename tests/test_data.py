@@ -40,6 +40,19 @@ def test_digits_split_fixed_and_disjoint():
     assert sum(bytes(x.numpy().tobytes()) in flat_train for x in test.images) < 5  # digits has a few duplicates
 
 
+def test_digits_read_as_scikit_learn_reads_them():
+    """The bundled file read directly (no scikit-learn import) gives scikit-learn's digits."""
+    from sklearn.datasets import load_digits
+
+    from datasets.digits import load_digits_tensors
+    images, labels = load_digits_tensors()
+    bunch = load_digits()
+    assert torch.equal(labels, torch.tensor(bunch.target, dtype=torch.int64))
+    small = torch.tensor(bunch.images, dtype=torch.float32)[:, None] / 16.0
+    upsampled = torch.nn.functional.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False)
+    assert torch.equal(images, (upsampled.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1))
+
+
 def test_normalisation_constants_exact():
     assert augment.CIFAR100_MEAN == (0.5071, 0.4867, 0.4408)
     assert augment.CIFAR100_STD == (0.2675, 0.2565, 0.2761)

@@ -16,8 +16,10 @@ import train_teacher
 from core.checkpoint import CheckpointError, load_file, save_atomic
 from engine.run_folder import RunFolder
 
+from conftest import SMALL_TEACHER
+
 FAST = ["--no-progress", "--save-every", "0"]
-TEACHER = ["--dataset", "digits", "--arch", "resnet8", "--epochs", "2", "--batch-size", "64", *FAST]
+TEACHER = SMALL_TEACHER
 
 
 def _weights(folder):
@@ -48,14 +50,11 @@ def _at_step(monkeypatch, step, action):
     return calls
 
 
-def _reference(shared_runs):
-    """The uninterrupted TEACHER run, made once per session."""
-    return shared_runs("teacher", "resnet8_two_epochs", TEACHER)
 
 
 @pytest.mark.slow
-def test_sigterm_mid_epoch_then_resume_is_bit_exact(tmp_path, shared_runs, monkeypatch, capsys):
-    reference = _reference(shared_runs)
+def test_sigterm_mid_epoch_then_resume_is_bit_exact(tmp_path, small_teacher, monkeypatch, capsys):
+    reference = small_teacher
     _at_step(monkeypatch, 30, lambda: os.kill(os.getpid(), signal.SIGTERM))   # epoch 2 has 23 steps: step 7 of 2
     with pytest.raises(SystemExit) as stop:
         train_teacher.main(TEACHER + ["--save-dir", str(tmp_path), "--name", "cut"])
@@ -69,8 +68,8 @@ def test_sigterm_mid_epoch_then_resume_is_bit_exact(tmp_path, shared_runs, monke
 
 
 @pytest.mark.slow
-def test_periodic_mid_epoch_checkpoints_change_nothing(tmp_path, digits_teacher):
-    args = ["--dataset", "digits", "--method", "crd", "--teacher", digits_teacher["ckpt"], "--student", "resnet8",
+def test_periodic_mid_epoch_checkpoints_change_nothing(tmp_path, small_teacher):
+    args = ["--dataset", "digits", "--method", "crd", "--teacher", small_teacher["ckpt"], "--student", "resnet8",
             "--epochs", "1", "--nce-k", "128", *FAST, "--save-dir", str(tmp_path)]
     train_student.main(args + ["--name", "plain"])
     train_student.main(args + ["--name", "often", "--ckpt-every-minutes", "1e-6"])   # a pause after every step
@@ -80,12 +79,12 @@ def test_periodic_mid_epoch_checkpoints_change_nothing(tmp_path, digits_teacher)
 
 
 @pytest.mark.slow
-def test_sigterm_mid_epoch_with_image_folder_loader(tmp_path, imagefolder_root, digits_teacher, monkeypatch):
+def test_sigterm_mid_epoch_with_image_folder_loader(tmp_path, imagefolder_root, small_teacher, monkeypatch):
     """SimReg on an image folder (worker-free here): per-sample seeded crops resume bit for bit mid-epoch."""
     from conftest import write_imagefolder
     root = write_imagefolder(str(tmp_path / "img"), classes=3, train_per_class=12, size=32)
     args = ["--dataset", "imagenet", "--data-root", root, "--image-size", "32", "--workers", "0", "--method", "simreg",
-            "--teacher", digits_teacher["ckpt"], "--student", "resnet8", "--epochs", "2", "--batch-size", "8",
+            "--teacher", small_teacher["ckpt"], "--student", "resnet8", "--epochs", "2", "--batch-size", "8",
             *FAST, "--save-dir", str(tmp_path)]
     train_student.main(args + ["--name", "ref"])
     _at_step(monkeypatch, 6, lambda: os.kill(os.getpid(), signal.SIGUSR1))   # 4 steps per epoch: epoch 2 step 2
@@ -100,8 +99,8 @@ def test_sigterm_mid_epoch_with_image_folder_loader(tmp_path, imagefolder_root, 
 
 
 @pytest.mark.slow
-def test_run_killed_before_first_checkpoint_resumes_or_restarts(tmp_path, shared_runs, monkeypatch):
-    reference = _reference(shared_runs)
+def test_run_killed_before_first_checkpoint_resumes_or_restarts(tmp_path, small_teacher, monkeypatch):
+    reference = small_teacher
 
     def die():
         raise KeyboardInterrupt   # as a kill in epoch 1: args.json and log written, no checkpoint
@@ -120,32 +119,29 @@ def test_run_killed_before_first_checkpoint_resumes_or_restarts(tmp_path, shared
 
 
 @pytest.mark.slow
-def test_init_cache_reuse_is_bit_identical(tmp_path, digits_teacher):
+def test_init_cache_reuse_is_bit_identical(sskd_runs):
     """SSKD: the teacher-head phase computed in one run and reused by the next: the same weights."""
-    args = ["--dataset", "digits", "--method", "sskd", "--teacher", digits_teacher["ckpt"], "--student", "resnet8",
-            "--epochs", "1", "--t-epochs", "1", "--batch-size", "128", *FAST, "--save-dir", str(tmp_path)]
-    train_student.main(args + ["--name", "computed"])
-    train_student.main(args + ["--name", "reused"])
-    assert "reused" in (tmp_path / "reused" / "log.txt").read_text()
-    for a, b in zip(_weights(tmp_path / "computed"), _weights(tmp_path / "reused")):
+    computed, reused = sskd_runs["computed"]["folder"], sskd_runs["reused"]["folder"]
+    assert "reused" in open(os.path.join(reused, "log.txt")).read()
+    for a, b in zip(_weights(computed), _weights(reused)):
         assert _same(a, b)
 
 
 @pytest.mark.slow
-def test_kill_after_init_phase_resumes_bit_exact(tmp_path, digits_teacher, monkeypatch):
-    args = ["--dataset", "digits", "--method", "sskd", "--teacher", digits_teacher["ckpt"], "--student", "resnet8",
-            "--epochs", "1", "--t-epochs", "1", "--batch-size", "128", *FAST, "--save-dir", str(tmp_path)]
-    train_student.main(args + ["--name", "ref", "--init-cache", str(tmp_path / "c1")])
+def test_kill_after_init_phase_resumes_bit_exact(tmp_path, sskd_runs, monkeypatch):
+    """Stopped after the head phase (its init.pth written), resumed with its own fresh init cache,
+    the run ends as the uninterrupted one (sskd_runs' computed run) ends."""
+    args = sskd_runs["args"] + ["--save-dir", str(tmp_path), "--name", "cut", "--init-cache", str(tmp_path / "c2")]
 
     def die():
         raise KeyboardInterrupt
     _at_step(monkeypatch, 3, die)
     with pytest.raises(KeyboardInterrupt):
-        train_student.main(args + ["--name", "cut", "--init-cache", str(tmp_path / "c2")])
+        train_student.main(args)
     monkeypatch.undo()
     assert (tmp_path / "cut" / "ckpt" / "init.pth").is_file()
-    train_student.main(args + ["--name", "cut", "--init-cache", str(tmp_path / "c2"), "--resume"])
-    for a, b in zip(_weights(tmp_path / "ref"), _weights(tmp_path / "cut")):
+    train_student.main(args + ["--resume"])
+    for a, b in zip(_weights(sskd_runs["computed"]["folder"]), _weights(tmp_path / "cut")):
         assert _same(a, b)
 
 

@@ -24,13 +24,13 @@ SEED = 20261203
 def _configs(teacher):
     common = ["--dataset", "digits", "--batch-size", "64", "--no-progress", "--save-every", "0"]
     return {
-        "teacher": ["train_teacher.py", *common, "--arch", "resnet8", "--epochs", "3"],
+        "teacher": ["train_teacher.py", *common, "--arch", "resnet8", "--epochs", "2"],
         "crd": ["train_student.py", *common, "--method", "crd", "--teacher", teacher, "--student", "resnet8",
                 "--epochs", "2", "--nce-k", "256"],
         "sskd": ["train_student.py", *common, "--method", "sskd", "--teacher", teacher, "--student", "resnet8",
-                 "--epochs", "2", "--t-epochs", "2"],
+                 "--epochs", "2", "--t-epochs", "1"],
         "simreg": ["train_student.py", *common, "--method", "simreg", "--teacher", teacher, "--student", "resnet8",
-                   "--epochs", "3"],
+                   "--epochs", "2"],
     }
 
 
@@ -80,9 +80,9 @@ def _reference(cfg, root):
 
 
 @pytest.fixture(scope="session")
-def references(digits_teacher, tmp_path_factory):
+def references(small_teacher, tmp_path_factory):
     """One uninterrupted run per config for the whole session (trials on any worker share it)."""
-    configs = _configs(digits_teacher["ckpt"])
+    configs = _configs(small_teacher["ckpt"])
     return lambda name: build_once(tmp_path_factory, f"kill_reference_{name}",
                                    lambda root: _reference(configs[name], root))
 
@@ -98,8 +98,8 @@ TRIALS = [(config, trial) for config in ("teacher", "crd", "sskd", "simreg") for
 
 
 @pytest.mark.parametrize("config,trial", TRIALS, ids=[f"{c}-{t}" for c, t in TRIALS])
-def test_sigkill_then_resume_is_bit_exact(config, trial, references, digits_teacher, tmp_path, capsys):
-    cfg = _configs(digits_teacher["ckpt"])[config]
+def test_sigkill_then_resume_is_bit_exact(config, trial, references, small_teacher, tmp_path, capsys):
+    cfg = _configs(small_teacher["ckpt"])[config]
     ref = references(config)
     save_dir = str(tmp_path / "trial")
     # odd trials share the uninterrupted run's init cache: a reused init phase must change nothing

@@ -1,6 +1,8 @@
 """train_student.py end to end on digits: KD helps, SSKD / CRD run with their records, exact resume
 with the CRD memory bank, init-phase reuse, and bad inputs."""
 
+import pathlib
+
 import pytest
 import torch
 
@@ -28,25 +30,23 @@ def test_kd_student_beats_plain_student(digits_teacher, shared_runs, tmp_path):
 
 
 @pytest.mark.slow
-def test_sskd_run_and_teacher_head_reuse(digits_teacher, tmp_path):
-    args = ["--method", "sskd", "--student", "resnet8", "--epochs", "1", "--t-epochs", "1", "--batch-size", "128"]
-    first = _run(tmp_path, digits_teacher["ckpt"], "s1", *args)
-    log = (tmp_path / "s1" / "log.txt").read_text()
+def test_sskd_run_and_teacher_head_reuse(sskd_runs):
+    first, second = (pathlib.Path(sskd_runs[k]["folder"]) for k in ("computed", "reused"))
+    log = (first / "log.txt").read_text()
     assert "init sskd_teacher_head epoch 1/1" in log and "teacher_ss_top1" in log
-    assert (tmp_path / "s1" / "ckpt" / "init.pth").is_file()
+    assert (first / "ckpt" / "init.pth").is_file()
     assert {"ce", "kd", "tf", "ss"} <= set(log.split("epoch 1/1 lr")[-1].split("|")[1].split())
-    second = _run(tmp_path, digits_teacher["ckpt"], "s2", *args)
-    assert "reused" in (tmp_path / "s2" / "log.txt").read_text()
-    head_1 = load_file(str(tmp_path / "s1" / "ckpt" / "init.pth"))["method"]
-    head_2 = load_file(str(tmp_path / "s2" / "ckpt" / "last.pth"))["extra"]["method"]
+    assert "reused" in (second / "log.txt").read_text()
+    head_1 = load_file(str(first / "ckpt" / "init.pth"))["method"]
+    head_2 = load_file(str(second / "ckpt" / "last.pth"))["extra"]["method"]
     assert torch.equal(head_1["head_t.0.weight"], head_2["head_t.0.weight"])
-    assert first["method"] == second["method"] == "sskd"
+    assert sskd_runs["computed"]["summary"]["method"] == sskd_runs["reused"]["summary"]["method"] == "sskd"
 
 
 @pytest.mark.slow
-def test_crd_resume_is_bit_exact_with_memory_bank(digits_teacher, tmp_path, monkeypatch):
+def test_crd_resume_is_bit_exact_with_memory_bank(small_teacher, tmp_path, monkeypatch):
     args = ["--method", "crd", "--student", "resnet8", "--epochs", "3", "--lr-decay-epochs", "2", "--nce-k", "256"]
-    _run(tmp_path, digits_teacher["ckpt"], "straight", *args)
+    _run(tmp_path, small_teacher["ckpt"], "straight", *args)
     real = engine.trainer.evaluate
     calls = {"n": 0}
 
@@ -58,9 +58,9 @@ def test_crd_resume_is_bit_exact_with_memory_bank(digits_teacher, tmp_path, monk
 
     monkeypatch.setattr(engine.trainer, "evaluate", crash)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path, digits_teacher["ckpt"], "crashed", *args)
+        _run(tmp_path, small_teacher["ckpt"], "crashed", *args)
     monkeypatch.setattr(engine.trainer, "evaluate", real)
-    _run(tmp_path, digits_teacher["ckpt"], "crashed", *args, "--resume")
+    _run(tmp_path, small_teacher["ckpt"], "crashed", *args, "--resume")
     a = load_file(str(tmp_path / "straight" / "ckpt" / "last.pth"))
     b = load_file(str(tmp_path / "crashed" / "ckpt" / "last.pth"))
     for k in a["model"]:
