@@ -176,7 +176,7 @@ def distil(args, info, device):
                               compile_mode=resolve_mode(args.compile, device))
         run.meta = {"arch": args.student, "num_classes": train.num_classes, "dataset": args.dataset,
                     "method": args.method, "teacher_arch": teacher_arch, "hparams": dict(method.hp),
-                    "weights": {"ce": loss_weights.ce, "kd": loss_weights.kd, "distill": loss_weights.distill}}
+                    "weights": {"ce": method.w.ce, "kd": method.w.kd, "distill": method.w.distill}}
         run.open(args, args.seed)
         ignored = sorted(h.name for h, _ in losses.hparam_defaults().values()
                          if getattr(args, h.name) is not None and h.name not in given)
@@ -192,8 +192,8 @@ def distil(args, info, device):
                 if warning:
                     run.log(warning)
         run.log(f"{args.method}: teacher {teacher_arch} ({args.teacher_feats or args.teacher}{told}) -> student "
-                f"{args.student} on {args.dataset}, weights ce {loss_weights.ce:g} kd {loss_weights.kd:g} method "
-                f"{loss_weights.distill:g}, on {device} x {info.world_size} process(es); writing to {run.folder}")
+                f"{args.student} on {args.dataset}, weights ce {method.w.ce:g} kd {method.w.kd:g} method "
+                f"{method.w.distill:g}, on {device} x {info.world_size} process(es); writing to {run.folder}")
 
         # ============ init phase (AB, FT, FSP, SSKD's teacher head): run, or reuse its result ============
         phase = method.init_phase(student, ctx)

@@ -6,6 +6,8 @@ from .at import AT
 from .base import (CIFAR_RECIPE, Context, HParam, InitPhase, LossWeights, Method, MethodError, Recipe, kd_loss)
 from .cc import CC
 from .crd import CRD
+from .dist import DIST
+from .dkd import DKD
 from .fitnet import FitNet
 from .fsp import FSP
 from .ft import FT
@@ -20,7 +22,7 @@ from .sskd import SSKD
 from .vid import VID
 
 METHODS = {cls.name: cls for cls in (PlainCE, KD, FitNet, AT, SP, CC, VID, RKD, PKT, AB, FT, FSP, NST,
-                                      KDSVD, CRD, SSKD, SimReg)}
+                                      KDSVD, CRD, SSKD, SimReg, DKD, DIST)}
 
 __all__ = ["CIFAR_RECIPE", "METHODS", "Context", "HParam", "InitPhase", "LossWeights", "Method", "MethodError",
            "Recipe", "add_hparam_args", "build", "hparam_defaults", "kd_loss", "method_class", "resolve_weights"]

@@ -145,11 +145,15 @@ class Method(nn.Module):
     recipe = CIFAR_RECIPE
     # this class's own hyper-parameters; a subclass adds its own (see `declared_hparams`)
     hparams = (HParam("kd_T", 4.0, "KD temperature"),)
+    # {hyper-parameter: {(teacher arch, student arch): default}}: where the authors' configs set a
+    # value per pair (DKD's beta), it replaces the declared default for that pair
+    pair_defaults = {}
 
     def __init__(self, ctx, weights=None, hp=None):
         super().__init__()
         self.w = weights if weights is not None else replace(self.standard_weights)
-        self.hp = self.resolve_hparams(hp)
+        # ctx is None for a teacher trained alone (method 'ce')
+        self.hp = self.resolve_hparams(hp, None if ctx is None else (ctx.teacher_arch, ctx.student_arch))
         self.kd_T = self.hp["kd_T"]
 
     @classmethod
@@ -162,11 +166,18 @@ class Method(nn.Module):
         return tuple(out.values())
 
     @classmethod
-    def resolve_hparams(cls, values=None):
+    def default_value(cls, hparam, pair=None):
+        """The default of `hparam` for the (teacher, student) `pair`: the pair's own where the
+        method has one, else the declared one."""
+        return cls.pair_defaults.get(hparam.name, {}).get(pair, hparam.default)
+
+    @classmethod
+    def resolve_hparams(cls, values=None, pair=None):
         """{name: value} for every declared hyper-parameter: the given value where not None,
-        else the declared default."""
+        else the default (for `pair` where the method has per-pair defaults)."""
         values = values or {}
-        return {h.name: h.default if values.get(h.name) is None else values[h.name] for h in cls.declared_hparams()}
+        return {h.name: cls.default_value(h, pair) if values.get(h.name) is None else values[h.name]
+                for h in cls.declared_hparams()}
 
     def distill_loss(self, s, t, batch, epoch):
         """The method's own loss L, unweighted (the value the reference returns)."""
@@ -177,10 +188,14 @@ class Method(nn.Module):
         if self.w.ce:
             terms["ce"] = self.w.ce * F.cross_entropy(s.logits, batch["label"])
         if self.w.kd:
-            terms["kd"] = self.w.kd * kd_loss(s.logits, t.logits, self.kd_T)
+            terms["kd"] = self.w.kd * self.kd_term(s.logits, t.logits)
         if self.w.distill and self.distills_in_main_phase:
             terms[self.name] = self.w.distill * self.distill_loss(s, t, batch, epoch)
         return terms
+
+    def kd_term(self, logits_s, logits_t):
+        """The KD term before its weight -a (a method with logit standardisation overrides it)."""
+        return kd_loss(logits_s, logits_t, self.kd_T)
 
     @property
     def uses_logits(self):

@@ -39,7 +39,9 @@ def parse_args(argv=None):
     sskd = sub.add_parser("sskd", help="an SSKD paper table")
     sskd.add_argument("--table", choices=sorted(tables.SSKD_PAIRS), required=True)
     sskd.add_argument("--pairs", default=None, help="space-separated teacher:student pairs (default: the table's)")
-    sskd.add_argument("--rows", default=" ".join(tables.ROWS), help="space-separated paper rows")
+    sskd.add_argument("--rows", default=" ".join(tables.SSKD_ROWS),
+                      help="space-separated rows (default: the SSKD paper's; also " +
+                      " ".join(r for r in tables.ROWS if r not in tables.SSKD_ROWS) + ", or any --method)")
     sskd.add_argument("--seeds", default="0", help="space-separated student seeds")
     sskd.add_argument("--data-root", default="./data")
     sskd.add_argument("--download", action="store_true")

@@ -52,7 +52,8 @@ def test_one_step_with_registry_defaults(name, big_data):
                          probe_shapes(s_net, shape, "cpu", True), probe_shapes(t_net, shape, "cpu", True),
                          "resnet8", "resnet14", N_CLASSES, N_DATA, labels)
     method = losses.build(name, ctx)
-    assert method.hp == {h.name: h.default for h in type(method).declared_hparams()}
+    cls = type(method)
+    assert method.hp == {h.name: cls.default_value(h, ("resnet14", "resnet8")) for h in cls.declared_hparams()}
     distiller = Distiller(s_net, method, FrozenNet(t_net))
     teacher = distiller.teacher
     teacher_before = _snapshot(teacher)

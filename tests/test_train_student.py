@@ -146,3 +146,33 @@ def test_init_cache_ignores_other_methods_hparams(digits_teacher, tmp_path):
     _run(tmp_path, digits_teacher["ckpt"], "ab3", *args, "--init-epochs", "2")
     assert "reused" not in (tmp_path / "ab3" / "log.txt").read_text()
     assert len(list((tmp_path / "init_cache").iterdir())) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [["dkd", "--logit-stand"], ["dist"]], ids=["dkd_ls", "dist"])
+def test_later_methods_stop_mid_epoch_and_resume_bit_exact(method, small_teacher, tmp_path, monkeypatch, capsys):
+    """DKD (with logit standardisation) and DIST: a SIGTERM mid-epoch 2 leaves a mid-epoch
+    checkpoint, and the resumed run ends with the uninterrupted run's bits (the warm-up included)."""
+    import os
+    import signal
+    from test_faults import _at_step
+    args = ["--method", *method, "--student", "resnet8", "--epochs", "2", "--batch-size", "64"] + (
+        ["--dkd-warmup", "3"] if method[0] == "dkd" else [])
+    straight = _run(tmp_path, small_teacher["ckpt"], "straight", *args)
+    _at_step(monkeypatch, 30, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    with pytest.raises(SystemExit) as stop:
+        _run(tmp_path, small_teacher["ckpt"], "cut", *args)
+    assert stop.value.code == 75 and "SIGTERM" in capsys.readouterr().err
+    assert load_file(str(tmp_path / "cut" / "ckpt" / "last.pth"))["partial"]["epoch"] == 2
+    monkeypatch.undo()
+    resumed = _run(tmp_path, small_teacher["ckpt"], "cut", *args, "--resume")
+    a = load_file(str(tmp_path / "straight" / "ckpt" / "last.pth"))
+    b = load_file(str(tmp_path / "cut" / "ckpt" / "last.pth"))
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert resumed["last"] == straight["last"]
+    if method[0] == "dkd":   # LS raises the weights; the records say what ran
+        assert straight["weights"] == {"ce": 1.0, "kd": 0.0, "distill": 1.0}
+        assert straight["hparams"]["logit_stand"] is True and straight["hparams"]["dkd_beta"] == 8.0
+    else:
+        assert straight["weights"] == {"ce": 1.0, "kd": 0.0, "distill": 2.0}
