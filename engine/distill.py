@@ -187,7 +187,7 @@ class Distiller(nn.Module):
         if self.teacher is None:
             return None if self.cached_teacher is None else self.cached_teacher.outputs(batch)
         feats, logits = self._call("teacher")(batch.get("image_t", batch["image"]), is_feat=True,
-                                              preact=self.method.preact)
+                                              preact=self.method.teacher_taps_preact)
         return Outputs(feats, logits)
 
     def student_outputs(self, batch):

@@ -14,8 +14,8 @@ ROWS = {"student": ("ce", None), "KD": ("kd", None), "FitNet": ("hint", "plus_kd
         "PKT": ("pkt", "plus_kd"), "AB": ("abound", "plus_kd"), "FT": ("factor", "plus_kd"),
         "CRD": ("crd", ["-r", "1", "-a", "1", "-b", "0.8"]), "SSKD": ("sskd", None),
         # the later baselines, each with its authors' CIFAR weights (the method's own)
-        "DKD": ("dkd", None), "DIST": ("dist", None), "KD+LS": ("kd", ["--logit-stand"]),
-        "DKD+LS": ("dkd", ["--logit-stand"])}
+        "DKD": ("dkd", None), "ReviewKD": ("reviewkd", None), "DIST": ("dist", None),
+        "KD+LS": ("kd", ["--logit-stand"]), "DKD+LS": ("dkd", ["--logit-stand"])}
 # the rows of the SSKD paper's tables (the SSKD runner's default)
 SSKD_ROWS = ["student", "KD", "FitNet", "AT", "SP", "VID", "RKD", "PKT", "AB", "FT", "CRD", "SSKD"]
 

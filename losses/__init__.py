@@ -15,6 +15,7 @@ from .kd import KD, PlainCE
 from .kdsvd import KDSVD
 from .nst import NST
 from .pkt import PKT
+from .reviewkd import ReviewKD
 from .rkd import RKD
 from .simreg import SimReg
 from .sp import SP
@@ -22,7 +23,7 @@ from .sskd import SSKD
 from .vid import VID
 
 METHODS = {cls.name: cls for cls in (PlainCE, KD, FitNet, AT, SP, CC, VID, RKD, PKT, AB, FT, FSP, NST,
-                                      KDSVD, CRD, SSKD, SimReg, DKD, DIST)}
+                                      KDSVD, CRD, SSKD, SimReg, DKD, ReviewKD, DIST)}
 
 __all__ = ["CIFAR_RECIPE", "METHODS", "Context", "HParam", "InitPhase", "LossWeights", "Method", "MethodError",
            "Recipe", "add_hparam_args", "build", "hparam_defaults", "kd_loss", "method_class", "resolve_weights"]

@@ -4,7 +4,8 @@ and the method base class.
 
 A method is an nn.Module that owns its adaptors and returns a dict of named, already-weighted loss
 terms for a batch and an epoch; the training loop sums the dict and never branches on a method's
-name. A method declares what it needs: `preact` (feature taps before the last ReLU), `views`
+name. A method declares what it needs: `preact` (feature taps before the last ReLU; for the
+teacher `teacher_preact` where it differs, as ReviewKD's), `views`
 ('plain' images, SSKD's 'rotations', SimReg's 'pair'), its hyper-parameters with their defaults
 (`hparams`, each once), its recipe where it differs from the CIFAR one, and optionally an init
 phase that runs before the main schedule.
@@ -121,6 +122,12 @@ def kd_loss(logits_s, logits_t, T):
     return F.kl_div(log_p_s, p_t, reduction="sum") * (T ** 2) / logits_s.shape[0]
 
 
+def warmup_factor(epoch, warmup, like):
+    """min(epoch / warmup, 1) (epochs counted from 1, as mdistiller's) as a tensor of `like`'s dtype
+    and device: a compiled step is not specialised per epoch."""
+    return torch.clamp(torch.as_tensor(epoch, dtype=like.dtype, device=like.device) / warmup, max=1.0)
+
+
 def pool_to_smaller(f_s, f_t):
     """Adaptive-average-pool the spatially larger of two maps to the smaller one's (square) size."""
     h_s, h_t = f_s.shape[2], f_t.shape[2]
@@ -137,6 +144,7 @@ INIT_EPOCHS = HParam("init_epochs", 30, "init-phase epochs", "int")
 class Method(nn.Module):
     name = None
     preact = False
+    teacher_preact = None   # the teacher's taps: None = as `preact`
     views = "plain"
     # RepDistiller's README / scripts command line: gamma (CE), alpha (KD), beta (method)
     standard_weights = LossWeights(ce=1.0, kd=0.0, distill=0.0)
@@ -192,6 +200,10 @@ class Method(nn.Module):
         if self.w.distill and self.distills_in_main_phase:
             terms[self.name] = self.w.distill * self.distill_loss(s, t, batch, epoch)
         return terms
+
+    @property
+    def teacher_taps_preact(self):
+        return self.preact if self.teacher_preact is None else self.teacher_preact
 
     def kd_term(self, logits_s, logits_t):
         """The KD term before its weight -a (a method with logit standardisation overrides it)."""

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from . import logit_stand
-from .base import HParam, LossWeights, Method, MethodError
+from .base import HParam, LossWeights, Method, MethodError, warmup_factor
 
 # the target class is pushed out of the non-target softmax by this logit offset, as the authors'
 MASK_OFFSET = 1000.0
@@ -28,11 +28,6 @@ def dkd_loss(logits_s, logits_t, target, alpha, beta, T):
     nckd = F.kl_div(F.log_softmax(logits_s / T - MASK_OFFSET * gt, dim=1),
                     F.softmax(logits_t / T - MASK_OFFSET * gt, dim=1), reduction="sum") * T ** 2 / batch
     return alpha * tckd + beta * nckd
-
-
-def warmup_factor(epoch, warmup, like):
-    """min(epoch / warmup, 1) as a tensor (a compiled step is not specialised per epoch)."""
-    return torch.clamp(torch.as_tensor(epoch, dtype=like.dtype, device=like.device) / warmup, max=1.0)
 
 
 class DKD(Method):

@@ -149,15 +149,16 @@ def test_init_cache_ignores_other_methods_hparams(digits_teacher, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", [["dkd", "--logit-stand"], ["dist"]], ids=["dkd_ls", "dist"])
+@pytest.mark.parametrize("method", [["dkd", "--logit-stand"], ["reviewkd"]], ids=["dkd_ls", "reviewkd"])
 def test_later_methods_stop_mid_epoch_and_resume_bit_exact(method, small_teacher, tmp_path, monkeypatch, capsys):
-    """DKD (with logit standardisation) and DIST: a SIGTERM mid-epoch 2 leaves a mid-epoch
-    checkpoint, and the resumed run ends with the uninterrupted run's bits (the warm-up included)."""
+    """DKD with logit standardisation (a logit method; DIST's step has no more state) and ReviewKD
+    (trained fusion modules with BN statistics): a SIGTERM mid-epoch 2 leaves a mid-epoch checkpoint,
+    and the resumed run ends with the uninterrupted run's bits (the warm-up included)."""
     import os
     import signal
     from test_faults import _at_step
-    args = ["--method", *method, "--student", "resnet8", "--epochs", "2", "--batch-size", "64"] + (
-        ["--dkd-warmup", "3"] if method[0] == "dkd" else [])
+    args = ["--method", *method, "--student", "resnet8", "--epochs", "2", "--batch-size", "64",
+            "--dkd-warmup" if method[0] == "dkd" else "--reviewkd-warmup", "3"]
     straight = _run(tmp_path, small_teacher["ckpt"], "straight", *args)
     _at_step(monkeypatch, 30, lambda: os.kill(os.getpid(), signal.SIGTERM))
     with pytest.raises(SystemExit) as stop:
@@ -168,11 +169,14 @@ def test_later_methods_stop_mid_epoch_and_resume_bit_exact(method, small_teacher
     resumed = _run(tmp_path, small_teacher["ckpt"], "cut", *args, "--resume")
     a = load_file(str(tmp_path / "straight" / "ckpt" / "last.pth"))
     b = load_file(str(tmp_path / "cut" / "ckpt" / "last.pth"))
-    for k in a["model"]:
-        assert torch.equal(a["model"][k], b["model"][k]), k
+    for part in (a["model"], a["extra"]["method"]):
+        other = b["model"] if part is a["model"] else b["extra"]["method"]
+        for k in part:
+            assert torch.equal(part[k], other[k]), k
     assert resumed["last"] == straight["last"]
     if method[0] == "dkd":   # LS raises the weights; the records say what ran
         assert straight["weights"] == {"ce": 1.0, "kd": 0.0, "distill": 1.0}
         assert straight["hparams"]["logit_stand"] is True and straight["hparams"]["dkd_beta"] == 8.0
-    else:
-        assert straight["weights"] == {"ce": 1.0, "kd": 0.0, "distill": 2.0}
+    else:   # resnet8 from a resnet8 teacher: not a pair with its own weight
+        assert straight["weights"] == {"ce": 1.0, "kd": 0.0, "distill": 1.0}
+        assert straight["hparams"]["reviewkd_weight"] == 1.0 and any(k.startswith("abfs.3.att_conv") for k in a["extra"]["method"])
