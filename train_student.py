@@ -13,7 +13,7 @@ import torch
 import datasets
 import losses
 import models
-from core import distributed
+from core import distributed, process_clock
 from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
 from core.errors import UserError
 from core.jsonio import read_json
@@ -134,15 +134,16 @@ def default_name(args, loss_weights):
 
 @exit_on_user_error
 def main(argv=None):
+    started = process_clock.run_started()
     args = parse_args(argv)
     info, device = distributed.init(pick_device(args.device))
     try:
-        return distil(args, info, device)
+        return distil(args, info, device, started)
     finally:
         distributed.cleanup()
 
 
-def distil(args, info, device):
+def distil(args, info, device, started=None):
     # ============ run folder: checked before anything is written ============
     method_cls = losses.method_class(args.method)
     loss_weights = losses.resolve_weights(args.method, args.gamma, args.alpha, args.beta)
@@ -212,7 +213,7 @@ def distil(args, info, device):
         optimizer = sgd(distiller.trainable_parameters(), args.lr, args.momentum, args.weight_decay, device)
         schedule = Schedule(args.schedule, args.lr, args.epochs, tuple(int_list(args.lr_decay_epochs)), args.lr_decay_rate)
         trainer = Trainer(distiller, optimizer, (train.loader, test.loader if method_cls.trains_classifier else None),
-                          schedule, run, args.ckpt_every_minutes)
+                          schedule, run, args.ckpt_every_minutes, started)
         restart_from_checkpoint(run, trainer)
 
         # ============ the epochs ============

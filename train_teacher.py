@@ -9,7 +9,7 @@ import torch
 import datasets
 import losses
 import models
-from core import distributed
+from core import distributed, process_clock
 from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
 from core.compile import resolve_mode
 from core.optim import sgd
@@ -46,15 +46,16 @@ def parse_args(argv=None):
 
 @exit_on_user_error
 def main(argv=None):
+    started = process_clock.run_started()
     args = parse_args(argv)
     info, device = distributed.init(pick_device(args.device))
     try:
-        return train(args, info, device)
+        return train(args, info, device, started)
     finally:
         distributed.cleanup()
 
 
-def train(args, info, device):
+def train(args, info, device, started=None):
     # everything that can fail on bad input is checked before the experiment folder is written to
     folder = run_folder_path(args.save_dir, args.name)
     with RunFolder(folder, args, args.resume, info.is_main, args.save_every, not args.no_progress,
@@ -75,7 +76,7 @@ def train(args, info, device):
         schedule = Schedule("step", args.lr, args.epochs, tuple(args.lr_decay_epochs), args.lr_decay_rate)
         run.meta = {"arch": args.arch, "num_classes": train_split.num_classes, "dataset": args.dataset}
         trainer = Trainer(distiller, optimizer, (train_split.loader, test_split.loader), schedule, run,
-                          args.ckpt_every_minutes)
+                          args.ckpt_every_minutes, started)
         run.open(args, args.seed)
         restart_from_checkpoint(run, trainer)
         run.log(f"teacher {args.arch} on {args.dataset} ({len(train_split)} train / {len(test_split)} test "

@@ -4,6 +4,7 @@ student, data, method hyper-parameters and optimisation settings, and reused fro
 import hashlib
 import json
 import os
+import time
 
 import torch
 
@@ -61,7 +62,10 @@ def reuse_or_run_init(distiller, phase, train_loader, test_loader, run, cache_pa
         if source != run.init_path and run.is_main:
             save_atomic(state, run.init_path)   # the run can resume from its own folder
         return
+    started = time.time()
     run_init_phase(distiller, phase, train_loader, test_loader, momentum, weight_decay, run)
+    # recorded in the checkpoints and the summary: a part of the cell's cost that is not its epochs
+    run.meta["init_seconds"] = round(time.time() - started, 1)
     if run.is_main:
         state = {"student": distiller.student.state_dict(), "method": distiller.method.state_dict(),
                  "phase": phase.name, "rng": capture_rng_state(streams)}

@@ -20,7 +20,7 @@ class Trainer:
     hold the student under 'model' (the RepDistiller layout, so ours load wherever theirs do) and
     the method's state under 'extra'; `run.meta` is added to every checkpoint and the summary."""
 
-    def __init__(self, distiller, optimizer, loaders, schedule, run, ckpt_every_minutes=None):
+    def __init__(self, distiller, optimizer, loaders, schedule, run, ckpt_every_minutes=None, started=None):
         self.distiller, self.optimizer, self.schedule, self.run = distiller, optimizer, schedule, run
         self.train_loader, self.test_loader = loaders
         self.scaler = make_grad_scaler(self.train_loader.device, distiller.amp)
@@ -29,7 +29,11 @@ class Trainer:
         self.pause = PauseRequests(ckpt_every_minutes)
         self.best = {"top1": -1.0, "top5": 0.0, "epoch": 0}
         self.last = None
-        self.seconds = 0.0   # wall time of the epochs so far, over every resume (the cell's cost)
+        self.seconds = 0.0   # wall time of the epochs so far, over every resume
+        # the whole wall time: this process's from `started` (its start), plus that of the processes
+        # before a resume up to their last checkpoint (the cell's cost)
+        self.started = time.time() if started is None else started
+        self.wall_before = 0.0
 
     def generators(self):
         return {"data": self.train_loader.generator}
@@ -47,7 +51,11 @@ class Trainer:
             "last": dict(self.last) if self.last else None,
             "rng": capture_rng_state(self.generators()),
             "seconds": self.seconds,
+            "wall_seconds": self.wall_seconds(),
         }
+
+    def wall_seconds(self):
+        return self.wall_before + time.time() - self.started
 
     def fit(self):
         self.pause.install()
@@ -96,7 +104,8 @@ class Trainer:
                 raise Interrupted(f"{self.pause.signalled} received: checkpoint of epoch {epoch} saved in "
                                   f"{run.last_path}; continue with --resume")
         summary = {"last": self.last, "epochs": self.schedule.epochs, **run.meta,
-                   "train_seconds": round(self.seconds, 1), "processes": world_size(),
+                   "train_seconds": round(self.seconds, 1), "wall_seconds": round(self.wall_seconds(), 1),
+                   "processes": world_size(),
                    "device": self.train_loader.device.type}
         if self.test_loader is not None:
             summary["best"] = self.best
@@ -144,6 +153,7 @@ def restart_from_checkpoint(run, trainer):
     trainer.best = dict(ckpt["best"])
     trainer.last = ckpt.get("last")
     trainer.seconds = ckpt.get("seconds", 0.0)
+    trainer.wall_before = ckpt.get("wall_seconds", trainer.seconds)
     trainer.start_epoch = ckpt["epoch"] + 1
     partial = ckpt.get("partial")
     where = f"epoch {trainer.start_epoch}"

@@ -5,7 +5,8 @@ A distillation grid: one row per (pair, row) with our mean ± std over seeds (n)
 the best epoch, the published number and the difference where the table is a paper's; the
 teachers with ours beside the paper's (flagged when more than 1 point off). The SimReg table: one
 row per table row with 1-NN and linear top-1 beside the paper's. Both: the protocol line, and
-device-hours (wall time of the epochs × processes) per cell and for the table."""
+device-hours per cell and for the table: each cell's whole wall time (process start to summary,
+over its resumes, init phases included) × processes, and beside it the epochs' share alone."""
 import csv
 import json
 import os
@@ -30,6 +31,12 @@ def _stats(values):
 
 
 def _hours(summary):
+    """The cell's device-hours: whole wall time × processes (a summary from before the whole wall
+    time was recorded: its epochs' time)."""
+    return summary.get("wall_seconds", summary.get("train_seconds", 0.0)) * summary.get("processes", 1) / 3600
+
+
+def _epoch_hours(summary):
     return summary.get("train_seconds", 0.0) * summary.get("processes", 1) / 3600
 
 
@@ -76,7 +83,7 @@ def collect_distill(manifest, paper=None):
         if labels.get("table") != "distill":
             continue
         entry = groups.setdefault((labels["group"], labels["row"]), {"last": [], "best": [], "hours": 0.0,
-                                                                      "cells": 0})
+                                                                      "epoch_hours": 0.0, "cells": 0})
         entry["cells"] += 1
         s = read_json(os.path.join(cell["folder"], "summary.json"))
         if not s or not s.get("last") or "top1" not in s["last"]:
@@ -87,10 +94,12 @@ def collect_distill(manifest, paper=None):
         entry["last"].append(s["last"]["top1"])
         entry["best"].append((s.get("best") or s["last"])["top1"])
         entry["hours"] += _hours(s)
+        entry["epoch_hours"] += _epoch_hours(s)
     trained = {row for group, row in groups if group == "teachers"}
     for arch, top1 in loaded.items():   # a published teacher: its top-1 as measured when a student loaded it
         if arch not in trained:
-            groups[("teachers", arch)] = {"last": [top1], "best": [top1], "hours": 0.0, "cells": 0, "loaded": True}
+            groups[("teachers", arch)] = {"last": [top1], "best": [top1], "hours": 0.0, "epoch_hours": 0.0,
+                                          "cells": 0, "loaded": True}
     rows = []
     for (group, row), e in groups.items():
         if group == "teachers":
@@ -103,7 +112,7 @@ def collect_distill(manifest, paper=None):
                         if c["teacher"] == teacher and c["student"] == student), None)
             ref = (col["student_acc"] if row == "student" else col["methods"].get(row)) if col else None
         rows.append({"kind": kind, "group": group, "row": row, "last": _stats(e["last"]), "best": _stats(e["best"]),
-                     "paper": ref, "hours": e["hours"], "cells": e["cells"],
+                     "paper": ref, "hours": e["hours"], "epoch_hours": e["epoch_hours"], "cells": e["cells"],
                      "done": 0 if e.get("loaded") else len(e["last"]), "loaded": bool(e.get("loaded"))})
     rows.sort(key=lambda r: r["kind"] != "teacher")   # the teachers first, as the paper's first row
     return rows, _device(summaries)
@@ -132,19 +141,21 @@ def _footer(rows, unit):
     total = sum(r["hours"] for r in rows)
     done = sum(r["done"] for r in rows)
     per_cell = total / done if done else 0.0
+    epochs = sum(r.get("epoch_hours", 0.0) for r in rows)
     return ["", f"Cost: {total:.3f} {unit} for {done} finished training cells of {sum(r['cells'] for r in rows)} "
-                f"({per_cell:.3f} per cell; wall time of the epochs × processes, from the cells' summary.json)."]
+                f"({per_cell:.3f} per cell; each cell's whole wall time, process start to summary with its init "
+                f"phase, × processes, from the cells' summary.json; the epochs alone: {epochs:.3f})."]
 
 
 def markdown_distill(rows, protocol, metric, unit):
     lines = [f"Protocol: {protocol}", "",
-             f"| pair | row | ours, last epoch | ours, best epoch | paper | ours − paper ({metric}) | {unit} |",
-             "|---|---|---|---|---|---|---|"]
+             f"| pair | row | ours, last epoch | ours, best epoch | paper | ours − paper ({metric}) | {unit} | "
+             f"epochs only |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         flag = " ⚠ teacher more than 1 point off the paper" if flagged(r, metric) else ""
         row = f"{r['row']} (loaded; top-1 measured by its students)" if r.get("loaded") else r["row"]
         lines.append(f"| {r['group']} | {row} | {_fmt(r['last'])} | {_fmt(r['best'])} | {_paper(r['paper'])} | "
-                     f"{_diff(r[metric], r['paper'])}{flag} | {r['hours']:.3f} |")
+                     f"{_diff(r[metric], r['paper'])}{flag} | {r['hours']:.3f} | {r['epoch_hours']:.3f} |")
     return "\n".join(lines + _footer(rows, unit)) + "\n"
 
 
@@ -152,12 +163,12 @@ def csv_distill(rows, path):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["kind", "pair", "row", "last_mean", "last_std", "best_mean", "best_std", "n", "paper", "hours",
-                    "teacher_off"])
+                    "epoch_hours", "teacher_off"])
         for r in rows:
             last, best = r["last"] or {}, r["best"] or {}
             w.writerow([r["kind"], r["group"], r["row"], last.get("mean"), last.get("std"), best.get("mean"),
                         best.get("std"), last.get("n", 0), r["paper"], round(r["hours"], 4),
-                        int(flagged(r, "best") or flagged(r, "last"))])
+                        round(r["epoch_hours"], 4), int(flagged(r, "best") or flagged(r, "last"))])
 
 
 # --- the SimReg table ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """DDP with 2 CPU processes (gloo) equals one process with the same global batch."""
+import json
 import os
 import re
 import socket
@@ -76,19 +77,20 @@ def test_two_process_feature_cache_equals_single_process(tmp_path, imagefolder_r
 
 
 def test_two_process_student_run(tmp_path, cifar_root):
-    """train_student.py under torchrun: a method with its own trainable modules (FitNet's regressor,
-    wrapped in DDP), CRD (memory banks kept identical across processes) and SimReg (its loss leaves
+    """train_student.py under torchrun: a method with its own trainable modules (ReviewKD's fusion
+    modules with their BatchNorms, wrapped in DDP), CRD (memory banks kept identical across processes) and SimReg (its loss leaves
     the student's classifier without gradients)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     teacher = ["train_teacher.py", "--dataset", "cifar100", "--data-root", cifar_root, "--arch", "resnet8",
                "--epochs", "1", "--batch-size", "40", "--device", "cpu", "--no-progress", "--save-dir", str(tmp_path),
                "--name", "t"]
     subprocess.run([sys.executable, *teacher], cwd=ROOT, env=env, check=True, capture_output=True)
-    for method in ("hint", "crd", "simreg"):
+    for method in ("reviewkd", "crd", "simreg"):
         run = _torchrun(["train_student.py", "--dataset", "cifar100", "--data-root", cifar_root, "--method", method,
                          "--teacher", str(tmp_path / "t" / "ckpt" / "last.pth"), "--student", "resnet8",
                          "--epochs", "1", "--batch-size", "40", "--nce-k", "64", "--device", "cpu", "--no-progress",
                          "--save-dir", str(tmp_path), "--name", f"s_{method}"], env)
         assert run.returncode == 0, run.stderr[-3000:]
         assert "x 2 process(es)" in (tmp_path / f"s_{method}" / "log.txt").read_text()
-        assert (tmp_path / f"s_{method}" / "summary.json").is_file()
+        summary = json.loads((tmp_path / f"s_{method}" / "summary.json").read_text())
+        assert summary["processes"] == 2 and summary["wall_seconds"] >= summary["train_seconds"] > 0

@@ -61,6 +61,25 @@ def test_distillation_report(tmp_path, capsys):
     assert float(rows[("resnet32x4_to_resnet8x4", "KD")]["hours"]) == pytest.approx(0.5)
 
 
+def test_a_cell_is_charged_its_whole_wall_time(tmp_path, capsys):
+    """An SSKD cell whose init phase and start-up took as long again as its epochs is charged for
+    both; the epochs-only figure stands beside it."""
+    out = tmp_path / "out"
+    folder = str(out / "resnet56_to_resnet20" / "SSKD_seed0")
+    _summary(folder, last={"top1": 70.0}, train_seconds=1800, wall_seconds=3600, init_seconds=1500, processes=2,
+             device="cuda")
+    _manifest(out, [{"name": "resnet56_to_resnet20/SSKD_seed0", "folder": folder,
+                     "labels": {"table": "distill", "group": "resnet56_to_resnet20", "row": "SSKD", "seed": 0}}],
+              {"kind": "distill", "paper": "same_architecture", "metric": "last", "protocol": "test"})
+    md = make_table(["--grid", out], capsys)
+    assert "| GPU-hours | epochs only |" in md
+    row = next(line for line in md.splitlines() if line.startswith("| resnet56_to_resnet20 | SSKD"))
+    assert row.endswith("| 2.000 | 1.000 |"), row
+    assert "Cost: 2.000 GPU-hours" in md and "the epochs alone: 1.000" in md
+    rows = list(csv.DictReader(open(out / "report.csv")))
+    assert float(rows[0]["hours"]) == 2.0 and float(rows[0]["epoch_hours"]) == 1.0
+
+
 def test_simreg_report(tmp_path, capsys):
     out = tmp_path / "out"
     folder = str(out / "simreg" / "simreg_moco_resnet18_seed0")

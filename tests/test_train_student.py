@@ -41,6 +41,30 @@ def test_sskd_run_and_teacher_head_reuse(sskd_runs):
     head_2 = load_file(str(second / "ckpt" / "last.pth"))["extra"]["method"]
     assert torch.equal(head_1["head_t.0.weight"], head_2["head_t.0.weight"])
     assert sskd_runs["computed"]["summary"]["method"] == sskd_runs["reused"]["summary"]["method"] == "sskd"
+    # the cell's cost: its whole wall time holds the init phase (computed: measured; reused: none)
+    computed, reused = sskd_runs["computed"]["summary"], sskd_runs["reused"]["summary"]
+    assert computed["init_seconds"] > 0 and "init_seconds" not in reused
+    assert computed["wall_seconds"] >= computed["train_seconds"] + computed["init_seconds"]
+    assert reused["wall_seconds"] >= reused["train_seconds"]
+
+
+def test_the_first_run_of_a_process_starts_with_the_process(monkeypatch):
+    import time
+    from core import process_clock
+    monkeypatch.setattr(process_clock, "_FIRST_RUN", [True])
+    first, now = process_clock.run_started(), time.time()
+    assert first == process_clock.process_start() and first < now - 0.5   # this process started before the test
+    assert abs(process_clock.run_started() - time.time()) < 0.5            # a later run: from its call
+
+
+@pytest.mark.slow
+def test_a_run_is_charged_from_its_process_start(small_teacher, tmp_path, monkeypatch):
+    """A run is charged from when it started (here 100 s before its call), not from its first epoch."""
+    import time
+    from core import process_clock
+    monkeypatch.setattr(process_clock, "run_started", lambda: time.time() - 100.0)
+    summary = _run(tmp_path, small_teacher["ckpt"], "kd", "--method", "kd", "--student", "resnet8", "--epochs", "1")
+    assert summary["wall_seconds"] >= 100.0 + summary["train_seconds"]
 
 
 @pytest.mark.slow
