@@ -143,8 +143,8 @@ def _footer(rows, unit):
     per_cell = total / done if done else 0.0
     epochs = sum(r.get("epoch_hours", 0.0) for r in rows)
     return ["", f"Cost: {total:.3f} {unit} for {done} finished training cells of {sum(r['cells'] for r in rows)} "
-                f"({per_cell:.3f} per cell; each cell's whole wall time, process start to summary with its init "
-                f"phase, × processes, from the cells' summary.json; the epochs alone: {epochs:.3f})."]
+                f"({per_cell:.3f} per cell; each cell's whole wall time, from its launch to its summary with its "
+                f"init phase, × processes, from the cells' summary.json; the epochs alone: {epochs:.3f})."]
 
 
 def markdown_distill(rows, protocol, metric, unit):

@@ -112,3 +112,34 @@ def test_pair_weights_and_errors():
     with pytest.raises(MethodError, match="level by level"):
         losses.build("reviewkd", Context(s_shapes, deeper, s_shapes, deeper, "a", "b", 7))
     assert losses.method_class("reviewkd").standard_weights == LossWeights(ce=1.0, kd=0.0, distill=1.0)
+
+
+@pytest.mark.parametrize("name", ["dkd", "reviewkd", "dist"])
+def test_later_methods_in_bf16_channels_last_match_float32(name):
+    """One batch of DKD, ReviewKD and DIST under bf16 autocast with NHWC tensors gives the float32
+    NCHW loss terms to bfloat16 precision (on a CPU without native bfloat16, its convolutions as
+    the native kernel computes them: tests/cpu_bf16.py)."""
+    from cpu_bf16 import bf16_convolutions
+    from engine.distill import Distiller, FrozenNet
+    torch.manual_seed(0)
+    student, teacher = models.create("resnet8", 10), models.create("resnet14", 10)
+    with torch.no_grad():   # logits of a trained net's size (a few units), not init's near-uniform ones
+        student.fc.weight.mul_(20.0)
+        teacher.fc.weight.mul_(40.0)
+    shape = (3, 32, 32)
+    ctx = Context(probe_shapes(student, shape, "cpu", False), probe_shapes(teacher, shape, "cpu", False),
+                  probe_shapes(student, shape, "cpu", True), probe_shapes(teacher, shape, "cpu", True),
+                  "resnet8", "resnet14", 10)
+    method = losses.build(name, ctx)
+    batch = {"image": torch.randn(16, *shape, generator=torch.Generator().manual_seed(1)),
+             "label": torch.arange(16) % 10}
+    terms = {}
+    for mode in ("off", "bf16"):
+        twin = [__import__("copy").deepcopy(m) for m in (student, method, teacher)]
+        distiller = Distiller(twin[0], twin[1], FrozenNet(twin[2]), amp=mode, channels_last=mode == "bf16").train()
+        with bf16_convolutions() if mode == "bf16" else __import__("contextlib").nullcontext():
+            terms[mode], _ = distiller(batch, 30)
+    assert set(terms["off"]) == set(terms["bf16"]) == {"ce", name}
+    for k, want in terms["off"].items():
+        got = terms["bf16"][k].float()
+        assert torch.isfinite(got) and abs(got - want) <= 0.03 * abs(want), (k, got.item(), want.item())
