@@ -30,14 +30,13 @@ def _stats(values):
             "n": len(values)}
 
 
-def _hours(summary):
-    """The cell's device-hours: whole wall time × processes (a summary from before the whole wall
-    time was recorded: its epochs' time)."""
-    return summary.get("wall_seconds", summary.get("train_seconds", 0.0)) * summary.get("processes", 1) / 3600
-
-
-def _epoch_hours(summary):
-    return summary.get("train_seconds", 0.0) * summary.get("processes", 1) / 3600
+def _hours(summary, epochs_only=False):
+    """The cell's device-hours: its whole wall time (or its epochs' alone; a summary from before the
+    whole wall time was recorded: its epochs') × processes."""
+    seconds = summary.get("train_seconds", 0.0)
+    if not epochs_only:
+        seconds = summary.get("wall_seconds", seconds)
+    return seconds * summary.get("processes", 1) / 3600
 
 
 def _device(summaries):
@@ -94,7 +93,7 @@ def collect_distill(manifest, paper=None):
         entry["last"].append(s["last"]["top1"])
         entry["best"].append((s.get("best") or s["last"])["top1"])
         entry["hours"] += _hours(s)
-        entry["epoch_hours"] += _epoch_hours(s)
+        entry["epoch_hours"] += _hours(s, epochs_only=True)
     trained = {row for group, row in groups if group == "teachers"}
     for arch, top1 in loaded.items():   # a published teacher: its top-1 as measured when a student loaded it
         if arch not in trained:

@@ -2,6 +2,9 @@
 tests/fixtures/make_reviewkd_records.py from mdistiller's and dvlab's ReviewKD): the ABF stack is
 initialised to the same state dict (same keys, same values under the same seed), the loss and its
 gradients equal in float64, and the ABF shapes for every CIFAR pair equal dvlab's build_review_kd."""
+import contextlib
+import copy
+
 import pytest
 import torch
 
@@ -24,10 +27,10 @@ def shapes(maps, pooled):
     return [STEM] + [tuple(m.shape) for m in maps] + [tuple(pooled.shape)]
 
 
-def build(rec, pair=("teacher", "student")):
+def build(rec):
     s_shapes = shapes(rec["student_maps"], rec["student_pooled"])
     t_shapes = shapes(rec["teacher_maps"], rec["teacher_pooled"])
-    ctx = Context(s_shapes, t_shapes, s_shapes, t_shapes, pair[1], pair[0], rec["logits_s"].shape[1])
+    ctx = Context(s_shapes, t_shapes, s_shapes, t_shapes, "student", "teacher", rec["logits_s"].shape[1])
     torch.manual_seed(rec["seed"])
     return losses.build("reviewkd", ctx, None, {"reviewkd_weight": rec["weight"]}).double()
 
@@ -135,9 +138,9 @@ def test_later_methods_in_bf16_channels_last_match_float32(name):
              "label": torch.arange(16) % 10}
     terms = {}
     for mode in ("off", "bf16"):
-        twin = [__import__("copy").deepcopy(m) for m in (student, method, teacher)]
+        twin = [copy.deepcopy(m) for m in (student, method, teacher)]
         distiller = Distiller(twin[0], twin[1], FrozenNet(twin[2]), amp=mode, channels_last=mode == "bf16").train()
-        with bf16_convolutions() if mode == "bf16" else __import__("contextlib").nullcontext():
+        with bf16_convolutions() if mode == "bf16" else contextlib.nullcontext():
             terms[mode], _ = distiller(batch, 30)
     assert set(terms["off"]) == set(terms["bf16"]) == {"ce", name}
     for k, want in terms["off"].items():
