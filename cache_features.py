@@ -11,9 +11,9 @@ import os
 from tqdm import tqdm
 
 from core import distributed
-from core.cli import add_precision_args, exit_on_user_error, pick_device
+from core.cli import add_precision_args, exit_on_user_error, run_in_process_group
 from core.jsonio import read_json
-from core.validate import Parser
+from core.validate import Parser, writable_prefix
 from datasets.feature_cache import CacheMismatchError, FeatureCache, FeatureWriter, paths
 from engine.evaluation import add_backbone_args, eval_split, extract, load_backbone
 
@@ -30,12 +30,7 @@ def parse_args(argv=None):
 
 @exit_on_user_error
 def main(argv=None):
-    args = parse_args(argv)
-    info, device = distributed.init(pick_device(args.device))
-    try:
-        return cache(args, info, device)
-    finally:
-        distributed.cleanup()
+    return run_in_process_group(cache, parse_args(argv))
 
 
 def cache(args, info, device):
@@ -45,7 +40,7 @@ def cache(args, info, device):
     dim = loaded.model.feat_dim
     source = {"kind": "teacher", "path": loaded.path, "sha256": loaded.sha256, "format": loaded.format.name,
               "arch": loaded.arch}
-    npy, meta = paths(args.out)
+    npy, meta = paths(writable_prefix(args.out, "--out"))
     if os.path.isfile(meta) and not args.overwrite:   # a complete cache is already there
         try:
             FeatureCache(args.out).check(split.identity, {**source, "path": read_json(meta)["source"].get("path")})

@@ -11,7 +11,7 @@ import torch
 from core.cli import add_precision_args, exit_on_user_error, pick_device
 from core.errors import UserError
 from core.knn import KnnIndex, knn_top1
-from core.validate import Parser, int_list, require
+from core.validate import Parser, int_list, require, writable_folder
 from engine.evaluation import (ResultPlace, add_backbone_args, check_dataset, eval_split, extract, load_backbone,
                                run_folder_of)
 
@@ -41,7 +41,8 @@ def main(argv=None):
     if max(args.ks) > len(train):
         raise UserError(f"-k {max(args.ks)}: the {args.dataset} train split has only {len(train)} images")
     run = run_folder_of(args.checkpoint)
-    save = args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)), "knn")
+    save = writable_folder(args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)), "knn"),
+                           "--save")
     key = {"checkpoint_sha256": loaded.sha256, "dataset": args.dataset, "ks": args.ks, "image_size": args.image_size}
     place = ResultPlace("knn", key, run, save, args.overwrite, beside=bool(loaded.dataset) and
                         loaded.dataset != args.dataset)

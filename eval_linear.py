@@ -10,7 +10,6 @@ import os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from core.checkpoint import save_atomic
 from core.cli import add_compile_arg, add_precision_args, exit_on_user_error, pick_device, seed_everything
@@ -18,11 +17,12 @@ from core.compile import compile_step, mark_step_begin, resolve_mode
 from core.errors import UserError
 from core.optim import sgd
 from core.schedule import set_lr, step_lr
-from core.validate import Parser, int_list, non_negative_float, non_negative_int, positive_float, positive_int
+from core.validate import (Parser, int_list, momentum, non_negative_float, non_negative_int, positive_float, positive_int,
+                           writable_folder)
 from datasets.feature_cache import CacheMismatchError, FeatureCache, FeatureWriter
 from engine.evaluation import (ResultPlace, add_backbone_args, check_dataset, eval_split, extract, load_backbone,
                                pooled_features, run_folder_of)
-from engine.loops import topk_correct
+from engine.loops import topk_correct, train_one_epoch
 
 
 def parse_args(argv=None):
@@ -30,7 +30,7 @@ def parse_args(argv=None):
     add_backbone_args(p)
     p.add_argument("--epochs", type=positive_int, default=40)
     p.add_argument("--lr", type=positive_float, default=0.01)
-    p.add_argument("--momentum", type=non_negative_float, default=0.9)
+    p.add_argument("--momentum", type=momentum, default=0.9)
     p.add_argument("--wd", "--weight-decay", dest="wd", type=non_negative_float, default=1e-4)
     p.add_argument("--lr-schedule", type=int_list, default="15,30", help="epochs after which the lr is multiplied by 0.1")
     p.add_argument("--use-cache", action="store_true", help="train on cached centre-crop features")
@@ -109,7 +109,8 @@ def main(argv=None):
         raise UserError(f"--use-cache with --batch-size {args.batch_size} trains 0 steps: the {args.dataset} train "
                         f"split has {len(train)} images; lower --batch-size")
     run = run_folder_of(args.checkpoint)
-    save = args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)), "linear")
+    save = writable_folder(args.save or os.path.join(run or os.path.dirname(os.path.abspath(args.checkpoint)),
+                                                     "linear"), "--save")
     key = {"checkpoint_sha256": loaded.sha256, "dataset": args.dataset, "image_size": args.image_size,
            **{k: getattr(args, k) for k in ("epochs", "lr", "momentum", "wd", "lr_schedule", "use_cache",
                                             "batch_size", "seed")}}
@@ -130,8 +131,10 @@ def main(argv=None):
     milestones = list(args.lr_schedule)
     generator = torch.Generator().manual_seed(args.seed)
     if cache is None:   # augmented images through the frozen backbone
-        aug_loader = eval_split(args, "train", device, purpose="probe", generator=generator).loader
-    labels_all = train.labels.to(device)
+        batches = eval_split(args, "train", device, purpose="probe", generator=generator).loader
+    else:
+        batches = CachedFeatureBatches(cache, train.labels.to(device), args.batch_size, generator)
+    probe = LinearProbe(features, head_loss, from_images=cache is None)
     best = {"top1": -1.0}
     last = None
     log_lines = []
@@ -139,34 +142,13 @@ def main(argv=None):
         lr = step_lr(args.lr, epoch, milestones)
         set_lr(optimizer, lr)
         head.train()
-        if cache is not None:   # a fresh permutation per epoch, floor(N / B) batches, as the reference
-            order = torch.randperm(len(train), generator=generator)
-            batches = [order[i:i + args.batch_size] for i in range(0, len(order) - args.batch_size + 1, args.batch_size)]
-            source_iter = ((cache.lookup(idx.to(device)), labels_all[idx.to(device)]) for idx in batches)
-            n_batches = len(batches)
-        else:
-            source_iter = ((b["image"], b["label"]) for b in aug_loader)
-            n_batches = len(aug_loader)
-        # the loss sum stays on the device until the epoch ends (no host sync per step)
-        total_loss, seen = torch.zeros((), dtype=torch.float64, device=device), 0
-        for inputs, labels in tqdm(source_iter, total=n_batches, desc=f"linear epoch {epoch}", leave=False,
-                                   disable=args.no_progress):
-            mark_step_begin(device)
-            loss = head_loss(inputs if cache is not None else features(inputs), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.detach().double() * len(labels)
-            seen += len(labels)
-        total_loss = total_loss.item()
+        stats, _ = train_one_epoch(probe, batches, optimizer, epoch, desc="linear", show_progress=not args.no_progress)
+        line = f"epoch {epoch}/{args.epochs} lr {lr:.5g} | loss {stats['loss']:.4f}"
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             last = {**evaluate_head(net, head, test), "epoch": epoch}
             if last["top1"] > best["top1"]:
                 best = dict(last)
-            line = (f"epoch {epoch}/{args.epochs} lr {lr:.5g} | loss {total_loss / max(seen, 1):.4f} | * Acc@1 "
-                    f"{last['top1']:.3f} Acc@5 {last['top5']:.3f}")
-        else:
-            line = f"epoch {epoch}/{args.epochs} lr {lr:.5g} | loss {total_loss / max(seen, 1):.4f}"
+            line += f" | * Acc@1 {last['top1']:.3f} Acc@5 {last['top5']:.3f}"
         print(line, flush=True)
         log_lines.append(line)
     with open(os.path.join(save, "log.txt"), "a") as f:
@@ -193,6 +175,39 @@ def training_step_parts(net, head, amp, compile_mode):
     if compile_mode is None:
         return features, head_loss
     return compile_step(features, compile_mode), compile_step(head_loss, compile_mode)
+
+
+class CachedFeatureBatches:
+    """Batches of cached train features: a fresh permutation per epoch and floor(N / B) batches, as
+    the reference's cached probe."""
+
+    def __init__(self, cache, labels, batch_size, generator):
+        self.cache, self.labels, self.batch_size, self.generator = cache, labels, batch_size, generator
+
+    def __len__(self):
+        return len(self.labels) // self.batch_size
+
+    def __iter__(self):
+        order = torch.randperm(len(self.labels), generator=self.generator)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size].to(self.labels.device)
+            yield {"image": self.cache.lookup(idx), "label": self.labels[idx]}
+
+
+class LinearProbe:
+    """The probe's training step in the shape engine.loops.train_one_epoch runs: (batch, epoch) ->
+    ({'ce': loss}, None); batches hold images (through the frozen backbone) or cached features."""
+
+    def __init__(self, features, head_loss, from_images):
+        self.features, self.head_loss, self.from_images = features, head_loss, from_images
+
+    def __call__(self, batch, epoch):
+        mark_step_begin(batch["image"].device)
+        inputs = self.features(batch["image"]) if self.from_images else batch["image"]
+        return {"ce": self.head_loss(inputs, batch["label"])}, None
+
+    def sync_gradients(self):
+        pass   # one process: nothing to average
 
 
 @torch.no_grad()

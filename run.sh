@@ -31,18 +31,21 @@ EXP_NAME=${EXP_NAME:-simreg_moco_r50_to_r18}
 ARCH_TEACHER_FORMAT=${ARCH_TEACHER_FORMAT:-moco}     # moco swav byol byol_ssl_transfer simclr_x4 simclr_x4_flat supervised
 ARCH_STUDENT=${ARCH_STUDENT:-resnet18}               # resnet18 | resnet50 | mobilenet_v2
 TEACHER_WEIGHTS=${TEACHER_WEIGHTS:-./weights/moco_v2_800ep_pretrain.pth.tar}
-N_MLP_LAYERS=${N_MLP_LAYERS:-4}
-SIMREG_IMAGENET_EPOCHS=${SIMREG_IMAGENET_EPOCHS:-130}
+N_MLP_LAYERS=${N_MLP_LAYERS:-}                       # empty: the method's own (4-layer head)
+SIMREG_IMAGENET_EPOCHS=${SIMREG_IMAGENET_EPOCHS:-}   # empty: the method's recipe (130 epochs, batch 256)
 GPUS=${GPUS:-4}                                      # processes under torchrun (one per GPU)
 
 if [ -n "$GPU" ]; then export CUDA_VISIBLE_DEVICES=$GPU; fi
 source scripts/python_env.sh
 
 if [ "$DATASET" = imagenet ] || [ "$DATASET" = imagenet100 ]; then
+    set_flags=()
+    if [ -n "$N_MLP_LAYERS" ]; then set_flags+=(--mlp-layers "$N_MLP_LAYERS"); fi
+    if [ -n "$SIMREG_IMAGENET_EPOCHS" ]; then set_flags+=(--epochs "$SIMREG_IMAGENET_EPOCHS"); fi
     "$PY" -m torch.distributed.run --nproc_per_node "$GPUS" train_student.py --method simreg \
         --dataset "$DATASET" --data-root "$DATA_ROOT" --teacher "$TEACHER_WEIGHTS" \
-        --teacher-format "$ARCH_TEACHER_FORMAT" --student "$ARCH_STUDENT" --mlp-layers "$N_MLP_LAYERS" \
-        --epochs "$SIMREG_IMAGENET_EPOCHS" --aug weak_weak --single-aug --save-every 10 \
+        --teacher-format "$ARCH_TEACHER_FORMAT" --student "$ARCH_STUDENT" "${set_flags[@]+"${set_flags[@]}"}" \
+        --aug weak_weak --single-aug \
         --save-dir ./save/simreg --name "$EXP_NAME" --seed "$SEED"
     echo "then: EXP_NAME=$EXP_NAME bash knn_eval.sh; EXP_NAME=$EXP_NAME bash lin_eval.sh"
     exit 0

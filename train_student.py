@@ -13,28 +13,26 @@ import torch
 import datasets
 import losses
 import models
-from core import distributed, process_clock
-from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
+from core import distributed, process_clock, published
+from core.cli import (add_data_args, add_image_folder_args, add_run_args, exit_on_user_error, per_process_batch,
+                      run_in_process_group, seed_everything)
 from core.errors import UserError
-from core.jsonio import read_json
 from core.compile import resolve_mode
 from core.optim import sgd
 from core.schedule import Schedule
-from core.validate import (Parser, int_list, non_negative_float, non_negative_int, positive_float, positive_int,
-                           require, run_folder_path)
+from core.validate import (Parser, int_list, momentum, non_negative_float, positive_float, positive_int,
+                           require, run_folder_path, writable_folder)
 from datasets import imagenet
 from datasets.feature_cache import FeatureCache
-from engine.distill import CachedTeacher, Distiller, FrozenNet, probe_shapes
+from engine.distill import CachedTeacher, FrozenNet, build_distiller
 from engine.init_phase import init_cache_path, reuse_or_run_init
 from engine.loops import evaluate
 from engine.run_folder import RunFolder
 from engine.trainer import Trainer, restart_from_checkpoint
-from grid.report import teacher_warning
 from models import weights
 
-PAPER_TABLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "paper_tables.json")
 RECIPE_FLAGS = {"epochs": positive_int, "batch_size": positive_int, "lr": positive_float, "schedule": str,
-                "lr_decay_epochs": int_list, "lr_decay_rate": positive_float, "momentum": non_negative_float,
+                "lr_decay_epochs": int_list, "lr_decay_rate": positive_float, "momentum": momentum,
                 "weight_decay": non_negative_float}
 
 
@@ -59,7 +57,7 @@ def recipe_help(field):
 def parse_args(argv=None):
     p = Parser(description=__doc__, epilog=method_defaults_text(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_args(p, datasets.NAMES)
+    add_data_args(p, datasets.NAMES, datasets.data_root_help())
     p.add_argument("--method", "--distill", dest="method", default="kd", help=", ".join(sorted(losses.METHODS)))
     p.add_argument("--teacher", "--path-t", dest="teacher", default=None,
                    help="teacher checkpoint: ours, RepDistiller's, SSKD's, mdistiller's, or a self-supervised file")
@@ -77,16 +75,11 @@ def parse_args(argv=None):
     losses.add_hparam_args(m)
     m.add_argument("--init-cache", default=None,
                    help="folder where init-phase results are saved and reused (default <save-dir>/init_cache)")
-    d = p.add_argument_group("image folders (ImageNet)")
+    d = add_image_folder_args(p)
     d.add_argument("--aug", default="weak_weak", choices=imagenet.AUGMENTATIONS,
                    help="SimReg (teacher, student) augmentations")
     d.add_argument("--single-aug", default=True, action=argparse.BooleanOptionalAction,
                    help="SimReg: one augmented view shared by student and teacher (the paper default)")
-    d.add_argument("--image-size", type=positive_int, default=224, help="crop size")
-    d.add_argument("--workers", type=non_negative_int, default=8, help="data-loading processes")
-    d.add_argument("--decode", choices=("cpu", "gpu"), default="cpu",
-                   help="image folders: decode JPEGs with PIL in the workers (cpu, the reference's "
-                        "pixels) or in batches on the training device (gpu)")
     o = p.add_argument_group("optimisation (default: the method's recipe)")
     for field, kind in RECIPE_FLAGS.items():
         o.add_argument("--" + field.replace("_", "-"), type=kind, default=None, help=recipe_help(field),
@@ -103,25 +96,28 @@ def parse_args(argv=None):
         args.lr = models.default_lr(args.student)
     if args.init_cache is None:
         args.init_cache = os.path.join(args.save_dir, "init_cache")
+    writable_folder(args.init_cache, "--init-cache")
     require(not (args.teacher and args.teacher_feats),
             "give --teacher or --teacher-feats, not both (with cached features the teacher network is not used)")
     return args
 
 
 def build_teacher(args, train, device):
-    """(architecture, teacher, sha256 of its file or None): cached features or a frozen network."""
+    """(architecture, teacher, identity): cached features or a frozen network; the identity names
+    what the teacher's outputs depend on (its file's content, or the feature cache's)."""
     if args.teacher_feats:
-        if args.method != "simreg":
-            raise UserError("--teacher-feats serves SimReg only (the other methods need the teacher network)")
+        if not losses.method_class(args.method).takes_cached_teacher:
+            takers = ", ".join(sorted(n for n, c in losses.METHODS.items() if c.takes_cached_teacher))
+            raise UserError(f"--teacher-feats serves {takers} only ({args.method} needs the teacher network)")
         cache = FeatureCache(args.teacher_feats).check(train.identity)
-        return f"cached:{cache.meta['source'].get('arch', '?')}", CachedTeacher(cache), None
+        return f"cached:{cache.meta['source'].get('arch', '?')}", CachedTeacher(cache), {"features": cache.fingerprint}
     if args.teacher is None:
         raise UserError("give --teacher (a checkpoint) or, for SimReg, --teacher-feats")
     loaded = weights.load(args.teacher, args.teacher_arch, args.teacher_format, side="teacher")
     if losses.METHODS[args.method].trains_classifier and loaded.num_classes not in (None, train.num_classes):
         raise UserError(f"the teacher {args.teacher} classifies {loaded.num_classes} classes, "
                         f"{args.dataset} has {train.num_classes}")
-    return loaded.arch, FrozenNet(loaded.model, train.norm, loaded.input_norm).to(device), loaded
+    return loaded.arch, FrozenNet(loaded.model, train.norm, loaded.input_norm).to(device), {"file": loaded.sha256}
 
 
 def default_name(args, loss_weights):
@@ -132,15 +128,17 @@ def default_name(args, loss_weights):
             f"r-{loss_weights.ce:g}_a-{loss_weights.kd:g}_b-{loss_weights.distill:g}_{args.trial}")
 
 
+def init_cache_settings(args, teacher_id, hparams):
+    """Everything an init phase's result depends on, and nothing else (see engine.init_phase)."""
+    return {"teacher": teacher_id, "student": args.student, "dataset": args.dataset, "seed": args.seed,
+            "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
+            "weight_decay": args.weight_decay, "hparams": hparams}
+
+
 @exit_on_user_error
 def main(argv=None):
     started = process_clock.run_started()
-    args = parse_args(argv)
-    info, device = distributed.init(pick_device(args.device))
-    try:
-        return distil(args, info, device, started)
-    finally:
-        distributed.cleanup()
+    return run_in_process_group(distil, parse_args(argv), started)
 
 
 def distil(args, info, device, started=None):
@@ -163,18 +161,13 @@ def distil(args, info, device, started=None):
         seed_everything(args.seed)
 
         # ============ distiller: student, frozen teacher, method ============
-        teacher_arch, teacher, teacher_file = build_teacher(args, train, device)
-        student = models.create(args.student, train.num_classes).to(device)
-        probed = teacher.net if isinstance(teacher, FrozenNet) else teacher
-        ctx = losses.Context(
-            probe_shapes(student, train.image_shape, device, False), probe_shapes(probed, train.image_shape, device, False),
-            probe_shapes(student, train.image_shape, device, True), probe_shapes(probed, train.image_shape, device, True),
-            args.student, teacher_arch, train.num_classes, len(train), train.labels, lr=args.lr, seed=args.seed,
-            epochs=args.epochs)
+        teacher_arch, teacher, teacher_id = build_teacher(args, train, device)
         given = {h.name: getattr(args, h.name) for h in method_cls.declared_hparams() if getattr(args, h.name) is not None}
-        method = losses.build(args.method, ctx, loss_weights, given).to(device)
-        distiller = Distiller(student, method, teacher, amp=args.amp, channels_last=args.channels_last,
-                              compile_mode=resolve_mode(args.compile, device))
+        distiller, ctx = build_distiller(
+            args.method, args.student, teacher, teacher_arch, train.image_shape, train.num_classes, train.labels,
+            device, weights=loss_weights, hparams=given, lr=args.lr, seed=args.seed, epochs=args.epochs, amp=args.amp,
+            channels_last=args.channels_last, compile_mode=resolve_mode(args.compile, device))
+        student, method = distiller.student, distiller.method
         run.meta = {"arch": args.student, "num_classes": train.num_classes, "dataset": args.dataset,
                     "method": args.method, "teacher_arch": teacher_arch, "hparams": dict(method.hp),
                     "weights": {"ce": method.w.ce, "kd": method.w.kd, "distill": method.w.distill}}
@@ -189,7 +182,7 @@ def distil(args, info, device, started=None):
             run.meta["teacher_top1"] = evaluate(distiller.classify_with_teacher, test.loader)["top1"]
             told = f", test top-1 {run.meta['teacher_top1']:.2f}"
             if args.dataset == "cifar100":
-                warning = teacher_warning(read_json(PAPER_TABLES), teacher_arch, run.meta["teacher_top1"])
+                warning = published.teacher_warning(teacher_arch, run.meta["teacher_top1"])
                 if warning:
                     run.log(warning)
         run.log(f"{args.method}: teacher {teacher_arch} ({args.teacher_feats or args.teacher}{told}) -> student "
@@ -201,10 +194,7 @@ def distil(args, info, device, started=None):
         if phase is not None:
             phase_test = datasets.build(args.dataset, args.data_root, "test", "eval", phase.views,
                                         batch_size=args.eval_batch_size, **shard) if phase.evaluate else None
-            cache = init_cache_path(args.init_cache, args.method, {
-                "teacher": teacher_file.sha256, "student": args.student, "dataset": args.dataset, "seed": args.seed,
-                "batch_size": args.batch_size, "lr": args.lr, "momentum": args.momentum,
-                "weight_decay": args.weight_decay, "hparams": method.hp})
+            cache = init_cache_path(args.init_cache, args.method, init_cache_settings(args, teacher_id, method.hp))
             reuse_or_run_init(distiller, phase, train.loader, phase_test and phase_test.loader, run, cache,
                               args.momentum, args.weight_decay)
 

@@ -10,12 +10,14 @@ import datasets
 import losses
 import models
 from core import distributed, process_clock
-from core.cli import add_data_args, add_run_args, exit_on_user_error, per_process_batch, pick_device, seed_everything
+from core.cli import (add_data_args, add_run_args, exit_on_user_error, per_process_batch, run_in_process_group,
+                      seed_everything)
 from core.compile import resolve_mode
 from core.optim import sgd
 from core.schedule import Schedule
-from core.validate import Parser, int_list, non_negative_float, positive_float, positive_int, run_folder_path
-from engine.distill import Distiller
+from core.validate import (Parser, int_list, momentum, non_negative_float, positive_float, positive_int,
+                           run_folder_path)
+from engine.distill import build_distiller
 from engine.run_folder import RunFolder
 from engine.trainer import Trainer, restart_from_checkpoint
 
@@ -24,7 +26,8 @@ RECIPE = losses.CIFAR_RECIPE
 
 def parse_args(argv=None):
     p = Parser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_data_args(p, [n for n in datasets.NAMES if datasets.in_memory(n)])
+    names = [n for n in datasets.NAMES if datasets.in_memory(n)]
+    add_data_args(p, names, datasets.data_root_help(names))
     p.add_argument("--arch", "--model", dest="arch", default="resnet32x4", help="model registry name")
     p.add_argument("--epochs", type=positive_int, default=RECIPE.epochs)
     p.add_argument("--batch-size", type=positive_int, default=RECIPE.batch_size,
@@ -32,7 +35,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=positive_float, default=None, help="default 0.05, or 0.01 for MobileNetV2/ShuffleV1/ShuffleV2")
     p.add_argument("--lr-decay-epochs", type=int_list, default=RECIPE.lr_decay_epochs)
     p.add_argument("--lr-decay-rate", type=positive_float, default=RECIPE.lr_decay_rate)
-    p.add_argument("--momentum", type=non_negative_float, default=RECIPE.momentum)
+    p.add_argument("--momentum", type=momentum, default=RECIPE.momentum)
     p.add_argument("--weight-decay", type=non_negative_float, default=RECIPE.weight_decay)
     p.add_argument("--eval-batch-size", type=positive_int, default=256)
     add_run_args(p, default_save_dir="./save/teachers")
@@ -47,12 +50,7 @@ def parse_args(argv=None):
 @exit_on_user_error
 def main(argv=None):
     started = process_clock.run_started()
-    args = parse_args(argv)
-    info, device = distributed.init(pick_device(args.device))
-    try:
-        return train(args, info, device, started)
-    finally:
-        distributed.cleanup()
+    return run_in_process_group(train, parse_args(argv), started)
 
 
 def train(args, info, device, started=None):
@@ -68,9 +66,9 @@ def train(args, info, device, started=None):
         test_split = datasets.build(args.dataset, args.data_root, "test", "eval", batch_size=args.eval_batch_size,
                                     **shard)
         seed_everything(args.seed)
-        model = models.create(args.arch, train_split.num_classes).to(device)
-        distiller = Distiller(model, losses.build("ce", None), amp=args.amp, channels_last=args.channels_last,
-                              compile_mode=resolve_mode(args.compile, device))
+        distiller, _ = build_distiller("ce", args.arch, None, None, train_split.image_shape, train_split.num_classes,
+                                       train_split.labels, device, amp=args.amp, channels_last=args.channels_last,
+                                       compile_mode=resolve_mode(args.compile, device))
         distiller.parallelize(info, device, args.sync_bn, args.data_parallel)
         optimizer = sgd(distiller.trainable_parameters(), args.lr, args.momentum, args.weight_decay, device)
         schedule = Schedule("step", args.lr, args.epochs, tuple(args.lr_decay_epochs), args.lr_decay_rate)

@@ -46,16 +46,16 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import losses  # noqa: E402
 import models  # noqa: E402
 from core.compile import mark_step_begin, resolve_mode  # noqa: E402
 from core.jsonio import write_json  # noqa: E402
 from core.knn import KnnIndex  # noqa: E402
 from core.optim import sgd  # noqa: E402
 from core.precision import make_grad_scaler  # noqa: E402
+from datasets.registry import REGISTRY  # noqa: E402
 from datasets.feature_cache import FeatureCache, FeatureWriter, image_set_identity  # noqa: E402
 from datasets.memory import ImageSet, InMemoryLoader  # noqa: E402
-from engine.distill import CachedTeacher, Distiller, FrozenNet, probe_shapes  # noqa: E402
+from engine.distill import CachedTeacher, FrozenNet, build_distiller  # noqa: E402
 from engine.loops import train_one_epoch  # noqa: E402
 
 CIFAR_STEPS = 782                 # ceil(50,000 / 64)
@@ -104,18 +104,16 @@ def cifar_data(n, batch, device, num_classes=100):
     return ImageSet("bench", images, labels, num_classes, (0.5,) * 3, (0.25,) * 3)
 
 
-def build_distiller(cell, cfg, mode, tmp):
-    """(distiller, optimizer, loader, images per step) for a training cell."""
+def build_cell(cell, cfg, mode, tmp):
+    """(distiller, optimizer, loader, images per step) for a training cell: the Distiller is built by
+    engine.distill.build_distiller, as the training scripts build theirs."""
     device, flags = cfg.device, parse_mode(mode)
     compile_mode = resolve_mode("auto" if flags["compile"] else "off", device)
-    imagenet = cell.startswith("simreg")
-    if imagenet:
+    if cell.startswith("simreg"):
         t_arch, s_arch, px, batch = cfg.imagenet
         n = batch * cfg.steps
-        labels = torch.zeros(n, dtype=torch.long)
         images = torch.randint(0, 256, (n, 3, px, px), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-        data = ImageSet("bench", images, labels, 1, (0.5,) * 3, (0.25,) * 3)
-        student = models.create(s_arch).to(device)
+        data = ImageSet("bench", images, torch.zeros(n, dtype=torch.long), 1000, (0.5,) * 3, (0.25,) * 3)
         if cell == "simreg_cached":
             dim = 2048 if t_arch == "resnet50" else 512
             prefix = os.path.join(tmp, "feats")
@@ -126,29 +124,23 @@ def build_distiller(cell, cfg, mode, tmp):
             teacher = CachedTeacher(FeatureCache(prefix))
         else:
             teacher = FrozenNet(models.create(t_arch).to(device))
-        method_name, shape = "simreg", (3, px, px)
+        method_name = "simreg"
     else:
         t_arch, s_arch, batch = cfg.cifar
         n = batch * cfg.steps
         data = cifar_data(n, batch, device)
-        labels = data.labels
-        student = models.create(s_arch if cell != "teacher" else t_arch, 100).to(device)
-        teacher = None if cell == "teacher" else FrozenNet(models.create(t_arch, 100).to(device))
+        if cell == "teacher":   # a teacher trained alone: CE, no teacher network
+            s_arch, teacher = t_arch, None
+        else:
+            teacher = FrozenNet(models.create(t_arch, 100).to(device))
         method_name = {"teacher": "ce", "sskd_head": "sskd"}.get(cell, cell)
-        shape = (3, 32, 32)
-    if teacher is None:
-        method = losses.build("ce", None)
-    else:
-        ctx = losses.Context(probe_shapes(student, shape, device, False), probe_shapes(teacher, shape, device, False),
-                             probe_shapes(student, shape, device, True), probe_shapes(teacher, shape, device, True),
-                             s_arch, t_arch, 100, n, labels)
-        hp = {"nce_k": min(16384, n - n // 100 - 1)} if method_name == "crd" else {}
-        method = losses.build(method_name, ctx, hparams=hp).to(device)
-    distiller = Distiller(student, method, teacher, amp=flags["amp"], channels_last=flags["channels_last"],
-                          compile_mode=compile_mode)
-    views = method.views
+    hp = {"nce_k": min(16384, n - n // 100 - 1)} if method_name == "crd" else None
+    distiller, _ = build_distiller(method_name, s_arch, teacher, t_arch, tuple(data.images.shape[1:]),
+                                   data.num_classes, data.labels, device, hparams=hp, amp=flags["amp"],
+                                   channels_last=flags["channels_last"], compile_mode=compile_mode)
+    views = distiller.method.views
     if cell == "sskd_head":
-        phase = method.init_phase(student, None)
+        phase = distiller.method.init_phase(distiller.student, None)
         distiller.begin_phase(phase)
         views = phase.views
     optimizer = sgd(distiller.trainable_parameters(), 0.01, 0.9, 5e-4, device)
@@ -211,7 +203,7 @@ def step_gflop(distiller, loader, epoch):
 
 def time_training_cell(cell, cfg, mode, tmp):
     device = cfg.device
-    distiller, optimizer, loader, batch = build_distiller(cell, cfg, mode, tmp)
+    distiller, optimizer, loader, batch = build_cell(cell, cfg, mode, tmp)
     scaler = make_grad_scaler(device, distiller.amp)
     distiller.train()
     if device.type == "cuda":
@@ -349,11 +341,11 @@ def time_augment(cfg, batch=256, repeat=10):
 
     def batched():
         offsets, flips = augment.draw_crop_flip(batch, 4, g)
-        augment.normalize(augment.crop_flip(resident, offsets, flips, 4), augment.CIFAR100_MEAN, augment.CIFAR100_STD)
+        augment.normalize(augment.crop_flip(resident, offsets, flips, 4), REGISTRY['cifar100'].mean, REGISTRY['cifar100'].std)
 
     pil = [Image.fromarray(im.permute(1, 2, 0).numpy()) for im in images]
     reference = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
-                           T.Normalize(augment.CIFAR100_MEAN, augment.CIFAR100_STD)])
+                           T.Normalize(REGISTRY['cifar100'].mean, REGISTRY['cifar100'].std)])
 
     def per_image():
         torch.stack([reference(im) for im in pil]).to(device)

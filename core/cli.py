@@ -7,18 +7,30 @@ import sys
 import numpy as np
 import torch
 
+from . import distributed
 from .errors import Interrupted, UserError
 from .compile import COMPILE_MODES
 from .precision import PRECISIONS
-from .validate import non_negative_int, positive_float
+from .validate import non_negative_int, positive_float, positive_int
 
 
-def add_data_args(parser, datasets, default="cifar100"):
+def add_data_args(parser, datasets, root_help, default="cifar100"):
+    """--dataset (one of `datasets`), --data-root (what it holds: `root_help`) and --download."""
     g = parser.add_argument_group("data")
     g.add_argument("--dataset", default=default, choices=datasets)
-    g.add_argument("--data-root", default="./data",
-                   help="folder holding cifar-100-python/ (CIFAR-100) or train/ and val/ (ImageNet)")
-    g.add_argument("--download", action="store_true", help="download CIFAR-100 into --data-root first")
+    g.add_argument("--data-root", default="./data", help=root_help)
+    g.add_argument("--download", action="store_true", help="download the data set (CIFAR) into --data-root first")
+    return g
+
+
+def add_image_folder_args(parser):
+    """The image-folder (ImageNet) flags shared by training, evaluation and caching; returns the group."""
+    g = parser.add_argument_group("image folders (ImageNet)")
+    g.add_argument("--image-size", type=positive_int, default=224, help="crop size")
+    g.add_argument("--workers", type=non_negative_int, default=8, help="data-loading processes")
+    g.add_argument("--decode", choices=("cpu", "gpu"), default="cpu",
+                   help="decode JPEGs with PIL in the workers (cpu, the reference's pixels) or in batches on "
+                        "the training device (gpu)")
     return g
 
 
@@ -85,6 +97,16 @@ def pick_device(name):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device {name}: CUDA is not available on this machine")
     return device
+
+
+def run_in_process_group(job, args, *extra):
+    """job(args, info, device, *extra) as this process's part of the torchrun group (a group of one
+    without torchrun) on --device; the group is left however the job ends."""
+    info, device = distributed.init(pick_device(args.device))
+    try:
+        return job(args, info, device, *extra)
+    finally:
+        distributed.cleanup()
 
 
 def seed_everything(seed):

@@ -53,6 +53,14 @@ def read_json(path):
         raise RecordError(f"cannot read {path}: it is not valid JSON ({e}); the file is damaged") from None
 
 
+def read_json_object(path):
+    """A record that must be one JSON object (a summary, args, a manifest): anything else is damage."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise RecordError(f"cannot read {path}: it holds a JSON {type(value).__name__}, not an object; the file is damaged")
+    return value
+
+
 def merge_summary(folder, summary, name="summary.json"):
     """Merge `summary` into <folder>/summary.json (several tools add their own results)."""
     path = os.path.join(folder, name)

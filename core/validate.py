@@ -55,6 +55,14 @@ def unit_fraction(text):
     return value
 
 
+def momentum(text):
+    """An SGD momentum in [0, 1): at 1 or more the velocity never decays and the update diverges."""
+    value = _number(float, text, 0.0, True, "must be 0 or more")
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} must be below 1 (SGD's velocity would never decay)")
+    return value
+
+
 def int_list(text):
     """'150,180,210' -> (150, 180, 210) of positive integers; '' -> ()."""
     if isinstance(text, (list, tuple)):
@@ -74,8 +82,31 @@ def require(condition, message):
         raise ArgumentError(message)
 
 
+def writable_folder(path, flag):
+    """`path`, a folder to write into (made if absent), checked before anything is written: it, or
+    the nearest folder above it that exists, must be a folder this process can write to."""
+    place = os.path.abspath(path)
+    while not os.path.exists(place):
+        place = os.path.dirname(place)
+    if not os.path.isdir(place):
+        raise UserError(f"{flag} {path}: {place} is a file, not a folder")
+    if not os.access(place, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {path}: the folder {place} is not writable")
+    return path
+
+
+def writable_prefix(prefix, flag):
+    """A file prefix (<prefix>.npy, <prefix>.json) whose folder passes `writable_folder`."""
+    writable_folder(os.path.dirname(os.path.abspath(prefix)), flag)
+    require(not os.path.isdir(prefix + ".npy") and not os.path.isdir(prefix + ".json"),
+            f"{flag} {prefix}: {prefix}.npy or {prefix}.json is a folder")
+    return prefix
+
+
 def run_folder_path(save_dir, name):
-    """<save-dir>/<name>, refusing names that would leave --save-dir ('..', absolute paths, '/')."""
+    """<save-dir>/<name>, refusing names that would leave --save-dir ('..', absolute paths, '/')
+    and a --save-dir that cannot be written to."""
+    writable_folder(save_dir, "--save-dir")
     require(bool(name) and name not in (".", "..") and "/" not in name and os.sep not in name
             and "\0" not in name, f"--name '{name}': a run name is one folder name inside --save-dir "
                                   f"(no '/', not '.' or '..')")

@@ -2,14 +2,15 @@
 `Split` whose loader yields batches of dicts {'image', 'label', 'index'} (plus 'image_t', a
 separate teacher view, for SimReg pairs) on the training device, whatever the storage:
 
-- in memory (CIFAR-100 from torchvision's pickles, the embedded digits): one uint8 tensor,
+- in memory (CIFAR-100 and CIFAR-10 from torchvision's pickles, the embedded digits): one uint8 tensor,
   augmented in batches on the device from draws of one checkpointed generator;
 - image folders (ImageNet, ImageNet-100): torchvision ImageFolders decoded by worker processes.
 
 `purpose` says what the batches are for: 'train' (the training augmentation of `views`), 'eval'
 (no augmentation; centre crops for folders; in order) or 'probe' (the linear probe's training
 augmentation). Every image is normalised with its data set's constants; a network trained with
-other constants gets a `models.common.Renormalize` in front of it."""
+other constants gets a `models.common.Renormalize` in front of it. Each data set is one entry of
+`REGISTRY` (datasets/registry.py)."""
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -18,15 +19,15 @@ import torch
 from . import gpu_decode, imagenet
 from .errors import DatasetError, DatasetNotFoundError
 from .feature_cache import dataset_identity, image_set_identity
-from .memory import IN_MEMORY, ImageSet, InMemoryLoader, load_image_sets
+from .memory import ImageSet, InMemoryLoader, load_image_sets
+from .registry import NAMES, REGISTRY, DatasetEntry, data_root_help, entry
 
-NAMES = ("cifar100", "digits", "imagenet", "imagenet100")
 PURPOSES = ("train", "eval", "probe")
 VIEWS = ("plain", "rotations", "pair")
 
 
 def in_memory(name):
-    return name in IN_MEMORY
+    return entry(name).in_memory
 
 
 @dataclass(eq=False)
@@ -72,14 +73,13 @@ def build(name, root=None, split="train", purpose="eval", views="plain", *, batc
     Training batches come in the order and with the augmentation drawn from `generator`; under
     torchrun every rank takes its share (`rank`, `world_size`). `decode` 'gpu' decodes image
     folders' JPEGs on `device` (datasets.gpu_decode); 'cpu' (the default) decodes with PIL."""
-    if name not in NAMES:
-        raise DatasetError(f"unknown dataset '{name}'; choose from {', '.join(NAMES)}")
+    spec = entry(name)
     if purpose not in PURPOSES or views not in VIEWS:
         raise ValueError(f"purpose {purpose!r} / views {views!r}: choose from {PURPOSES} / {VIEWS}")
     train = split == "train"
     shuffled = purpose != "eval"
     shard = {"rank": rank, "world_size": world_size}
-    if in_memory(name):
+    if spec.in_memory:
         image_set = load_image_sets(name, root, download)[0 if train else 1]
         loader = InMemoryLoader(image_set, batch_size, shuffled, device, generator,
                                 views=views if purpose != "probe" else "plain", **shard)
@@ -87,7 +87,8 @@ def build(name, root=None, split="train", purpose="eval", views="plain", *, batc
                      tuple(image_set.images.shape[1:]), image_set.mean, image_set.std,
                      "augmented" if shuffled else "full", image_set)
     if views == "rotations":
-        raise DatasetError("SSKD's rotated views are implemented for the in-memory data sets (cifar100, digits)")
+        raise DatasetError("SSKD's rotated views are implemented for the in-memory data sets ("
+                           + ", ".join(n for n in NAMES if REGISTRY[n].in_memory) + ")")
     if decode not in ("cpu", "gpu"):
         raise DatasetError(f"--decode {decode}: choose from cpu, gpu")
     decoder = None
@@ -100,21 +101,22 @@ def build(name, root=None, split="train", purpose="eval", views="plain", *, batc
             draws = {kind: gpu_decode.CropDraw(image_size, scale, strong=kind == "strong") for kind in ("weak", "strong")}
             teacher_kind, student_kind = aug.split("_")
             transform = gpu_decode.PairDraw(draws[teacher_kind], draws[student_kind], single_aug)
-        decoder = gpu_decode.BatchDecoder(image_size, imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD)
+        decoder = gpu_decode.BatchDecoder(image_size, spec.mean, spec.std)
     elif purpose == "train":
         transform = (imagenet.simreg_views(aug, single_aug, image_size) if views == "pair"
-                     else imagenet.weak_transform(image_size))
+                     else imagenet.weak_transform(image_size, spec.mean, spec.std))
     elif purpose == "probe":
-        transform = imagenet.linear_train_transform(image_size)
+        transform = imagenet.linear_train_transform(image_size, spec.mean, spec.std)
     else:
-        transform = imagenet.eval_transform(image_size)
-    folder = imagenet.build_imagefolder(root, "train" if train else "val", transform, name, encoded=decoder is not None)
+        transform = imagenet.eval_transform(image_size, spec.mean, spec.std)
+    folder = imagenet.build_imagefolder(root, "train" if train else "val", transform, spec.class_subset,
+                                        encoded=decoder is not None, name=name)
     loader = imagenet.FolderLoader(folder, batch_size, shuffled, device, generator, workers,
                                    drop_last=purpose == "train", decoder=decoder, **shard)
     crop = "augmented" if shuffled else f"resize{round(image_size * 256 / 224)}_center{image_size}"
     return Split(name, "train" if train else "val", loader, torch.tensor(folder.targets), len(folder.classes),
-                 (3, image_size, image_size), imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD, crop, folder)
+                 (3, image_size, image_size), spec.mean, spec.std, crop, folder)
 
 
-__all__ = ["NAMES", "DatasetError", "DatasetNotFoundError", "ImageSet", "InMemoryLoader", "Split", "build",
+__all__ = ["NAMES", "REGISTRY", "DatasetEntry", "DatasetError", "data_root_help", "entry", "DatasetNotFoundError", "ImageSet", "InMemoryLoader", "Split", "build",
            "in_memory", "load_image_sets"]

@@ -5,12 +5,6 @@ Random draws come from a CPU torch.Generator, so a seed gives the same batches o
 import torch
 import torch.nn.functional as F
 
-# RepDistiller's CIFAR-100 constants (SSKD's differ in the 4th decimal: see SSKD_CIFAR100_*)
-CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
-CIFAR100_STD = (0.2675, 0.2565, 0.2761)
-SSKD_CIFAR100_MEAN = (0.5071, 0.4866, 0.4409)
-SSKD_CIFAR100_STD = (0.2675, 0.2565, 0.2761)
-
 
 def draw_crop_flip(n, pad, generator):
     """Per-sample crop offsets (y, x) in [0, 2*pad] and flip decisions, drawn on the CPU."""

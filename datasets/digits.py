@@ -51,3 +51,8 @@ def load_split(train):
     train_idx, test_idx = split_indices(labels)
     idx = train_idx if train else test_idx
     return images[idx].contiguous(), labels[idx].contiguous()
+
+
+def load(root=None, download=False):
+    """((train images, labels), (test images, labels)): bundled with scikit-learn, nothing to fetch."""
+    return load_split(train=True), load_split(train=False)

@@ -110,6 +110,13 @@ class FeatureCache:
             raise CacheMismatchError(f"{self.npy} holds an array of shape {tuple(self.array.shape)}, its index "
                                      f"{self.meta_path} says {expected}: the cache is damaged; write it again")
 
+    @property
+    def fingerprint(self):
+        """sha256 of what the features depend on: the data, the crop, the teacher file's content
+        (not where the cache or the teacher file lie)."""
+        meta = {**self.meta, "source": {k: v for k, v in self.meta.get("source", {}).items() if k != "path"}}
+        return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
     def check(self, identity, source=None):
         """Refuse a cache written for another dataset (or, when `source` is given, by another model)."""
         mine = {k: self.meta[k] for k in identity}

@@ -109,13 +109,13 @@ class IndexedImageFolder(tv_datasets.ImageFolder):
         return [os.path.relpath(p, self.root) for p, _ in self.samples]
 
 
-def keep_classes(dataset, original_indices):
+def keep_classes(dataset, original_indices, name="ImageNet-100"):
     """Restrict an ImageFolder to the classes at `original_indices` (of its sorted classes),
     relabelled 0..k-1 in that order; samples, targets, imgs, classes and class_to_idx stay consistent."""
     if len(dataset.classes) <= max(original_indices):
         raise DatasetNotFoundError(
-            f"{dataset.root} has {len(dataset.classes)} classes; ImageNet-100 selects by index among the "
-            f"1000 ImageNet classes")
+            f"{dataset.root} has {len(dataset.classes)} classes; {name} selects classes by index up to "
+            f"{max(original_indices)} among its sorted class folders (the full data set's)")
     new_label = {old: new for new, old in enumerate(original_indices)}
     dataset.samples = [(p, new_label[y]) for p, y in dataset.samples if y in new_label]
     dataset.imgs = dataset.samples
@@ -125,10 +125,11 @@ def keep_classes(dataset, original_indices):
     return dataset
 
 
-def build_imagefolder(root, split, transform, dataset="imagenet", encoded=False):
+def build_imagefolder(root, split, transform, class_subset=None, encoded=False, name="imagenet"):
+    """The ImageFolder <root>/<split>, restricted to `class_subset` (indices among its sorted classes) if given."""
     ds = IndexedImageFolder(split_folder(root, split), transform=transform, encoded=encoded)
-    if dataset == "imagenet100":
-        keep_classes(ds, IMAGENET100_INDICES)
+    if class_subset is not None:
+        keep_classes(ds, class_subset, name)
     return ds
 
 

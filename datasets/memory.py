@@ -5,10 +5,9 @@ from dataclasses import dataclass
 
 import torch
 
-from . import augment, cifar100, digits
+from . import augment
 from .epochs import ResumableEpochs
-
-IN_MEMORY = ("cifar100", "digits")
+from .registry import entry
 
 
 @dataclass
@@ -27,23 +26,18 @@ class ImageSet:
 
 @functools.lru_cache(maxsize=4)
 def load_image_sets(dataset, data_root=None, download=False):
-    """(train, test) ImageSets of `dataset` ('cifar100' or 'digits'), read once per process (the
-    tensors are never modified, so every loader shares them)."""
-    if dataset == "cifar100":
-        if download:
-            cifar100.download(data_root)
-        train = cifar100.load_split(data_root, train=True)
-        test = cifar100.load_split(data_root, train=False)
-        mean, std, n_cls = augment.CIFAR100_MEAN, augment.CIFAR100_STD, 100
-    elif dataset == "digits":
-        train, test = digits.load_split(train=True), digits.load_split(train=False)
-        gray = train[0].float() / 255.0   # grey images: one constant per channel, from the train split
+    """(train, test) ImageSets of the in-memory data set `dataset` (its registry entry's loader),
+    read once per process (the tensors are never modified, so every loader shares them)."""
+    e = entry(dataset)
+    if not e.in_memory:
+        raise ValueError(f"{dataset} is an image folder, not an in-memory data set")
+    train, test = e.load(data_root, download)
+    mean, std = e.mean, e.std
+    if mean is None:   # grey images: one constant per channel, from the train split
+        gray = train[0].float() / 255.0
         mean, std = (gray.mean().item(),) * 3, (gray.std().item(),) * 3
-        n_cls = digits.NUM_CLASSES
-    else:
-        raise ValueError(f"unknown dataset '{dataset}'; choose from {', '.join(IN_MEMORY)}")
-    return (ImageSet(dataset, train[0], train[1], n_cls, mean, std),
-            ImageSet(dataset, test[0], test[1], n_cls, mean, std))
+    return (ImageSet(dataset, train[0], train[1], e.num_classes, mean, std),
+            ImageSet(dataset, test[0], test[1], e.num_classes, mean, std))
 
 
 class InMemoryLoader(ResumableEpochs):

@@ -5,6 +5,8 @@ is exactly what the optimizer gets; it owns the DDP / DataParallel wrapping of s
 import torch
 import torch.nn as nn
 
+import losses
+import models
 from core import distributed
 from core.compile import compile_step, mark_step_begin
 from core.precision import autocast, to_channels_last
@@ -216,3 +218,23 @@ class Distiller(nn.Module):
 
     def classify_with_teacher(self, images):
         return self.teacher(images, is_feat=False)
+
+
+def build_distiller(method_name, student_arch, teacher, teacher_arch, image_shape, num_classes, train_labels, device,
+                    *, weights=None, hparams=None, lr=0.05, seed=0, epochs=240, amp="off", channels_last=False,
+                    compile_mode=None):
+    """What the training scripts train and bench/speed.py times, built in one way: the student, the
+    method from both networks' probed tap shapes (the global RNG is drawn in the reference's order:
+    the student's init, then the probes, then the method's modules), the Distiller around them.
+    Without a teacher (a teacher trained alone) the method is plain CE. Returns (distiller, ctx)."""
+    student = models.create(student_arch, num_classes).to(device)
+    if teacher is None:
+        return Distiller(student, losses.build(method_name, None), amp=amp, channels_last=channels_last,
+                         compile_mode=compile_mode), None
+    probed = teacher.net if isinstance(teacher, FrozenNet) else teacher
+    ctx = losses.Context(
+        probe_shapes(student, image_shape, device, False), probe_shapes(probed, image_shape, device, False),
+        probe_shapes(student, image_shape, device, True), probe_shapes(probed, image_shape, device, True),
+        student_arch, teacher_arch, num_classes, len(train_labels), train_labels, lr=lr, seed=seed, epochs=epochs)
+    method = losses.build(method_name, ctx, weights, hparams).to(device)
+    return Distiller(student, method, teacher, amp=amp, channels_last=channels_last, compile_mode=compile_mode), ctx

@@ -9,10 +9,11 @@ import os
 import torch
 
 import datasets
+from core.cli import add_image_folder_args
 from core.errors import UserError
 from core.jsonio import merge_summary, read_json, write_json
 from core.precision import autocast
-from core.validate import non_negative_int, positive_int
+from core.validate import positive_int
 from models import weights
 
 from .distill import FrozenNet
@@ -28,19 +29,15 @@ def add_backbone_args(parser, checkpoint_flags=("--checkpoint", "--weights"), ar
     parser.add_argument(format_flag, dest=format_flag.lstrip("-").replace("-", "_"), default="auto",
                         choices=["auto", *weights.FORMAT_NAMES], help="checkpoint layout (models/weights.py)")
     parser.add_argument("--dataset", default="imagenet", choices=datasets.NAMES)
-    parser.add_argument("--data-root", default="./data")
-    parser.add_argument("--image-size", type=positive_int, default=224)
+    parser.add_argument("--data-root", default="./data", help=datasets.data_root_help())
     parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--workers", type=non_negative_int, default=8)
-    parser.add_argument("--decode", choices=("cpu", "gpu"), default="cpu",
-                        help="image folders: decode JPEGs with PIL in the workers (cpu, the reference's "
-                        "pixels) or in batches on the training device (gpu)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing result or cache made with other settings (default: keep it)")
     parser.add_argument("--other-dataset", action="store_true",
                         help="evaluate on another data set than the checkpoint was trained on (the result is kept "
                              "beside the run's own)")
+    add_image_folder_args(parser)
 
 
 def eval_split(args, split, device, purpose="eval", generator=None, rank=0, world_size=1):

@@ -8,19 +8,23 @@ row per table row with 1-NN and linear top-1 beside the paper's. Both: the proto
 device-hours per cell and for the table: each cell's whole wall time (process start to summary,
 over its resumes, init phases included) × processes, and beside it the epochs' share alone."""
 import csv
-import json
 import os
 import statistics
 
-TEACHER_TOLERANCE = 1.0   # points: a teacher further than this from the paper's is flagged
+from core.jsonio import RecordError, read_json_object
+from core.published import teacher_column, teacher_is_off
+
 
 
 def read_json(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+    """A record as a dict; None where there is none yet (a cell not run); a damaged one is a
+    RecordError naming it (make_table.py prints it as one line)."""
+    if not os.path.isfile(path):
         return None
+    try:
+        return read_json_object(path)
+    except RecordError as e:
+        raise RecordError(f"{e} (delete it and run the table again to recompute that cell)") from None
 
 
 def _stats(values):
@@ -42,34 +46,6 @@ def _hours(summary, epochs_only=False):
 def _device(summaries):
     kinds = {s.get("device") for s in summaries if s.get("device")}
     return "GPU-hours" if kinds == {"cuda"} else ("CPU-hours" if kinds == {"cpu"} else "device-hours")
-
-
-def teacher_column(paper, arch):
-    """The first column of a paper table whose teacher is `arch`."""
-    return next((c for c in (paper or {}).get("columns", []) if c["teacher"] == arch), None)
-
-
-def teacher_is_off(ours, published):
-    return published is not None and ours is not None and abs(ours - published) > TEACHER_TOLERANCE
-
-
-def published_teacher_top1(paper_tables, arch):
-    """(the SSKD tables' CIFAR-100 top-1 of teacher `arch`, the table) or (None, None)."""
-    for name, table in sorted((paper_tables or {}).get("sskd_tables", {}).items()):
-        col = teacher_column(table, arch)
-        if col:
-            return col["teacher_acc"], name
-    return None, None
-
-
-def teacher_warning(paper_tables, arch, top1):
-    """The line to print when a teacher's measured top-1 is more than 1 point off the paper's."""
-    paper, table = published_teacher_top1(paper_tables, arch)
-    if not teacher_is_off(top1, paper):
-        return None
-    return (f"warning: teacher {arch} has test top-1 {top1:.2f}, {abs(top1 - paper):.2f} points "
-            f"{'below' if top1 < paper else 'above'} the SSKD paper's {paper:.2f} (table {table}): the students' "
-            f"numbers will not be comparable with the paper's")
 
 
 # --- distillation grids -------------------------------------------------------------------------

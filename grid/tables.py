@@ -138,18 +138,19 @@ ROW_FIELDS = {"teacher", "format", "student", "cached", "name"}
 @dataclass
 class SimRegTable:
     """rows: indices of SIMREG_ROWS (the paper's table) or rows written out as dicts with
-    ROW_FIELDS (teacher: a path, or a file name in weights_dir). The method's recipe is the
-    default (130 epochs, batch 256 over `nproc` processes, 4-layer head); `cached` None keeps each
-    row's own choice (the paper cached rows 2-4)."""
+    ROW_FIELDS (teacher: a path, or a file name in weights_dir). mlp_layers, epochs and batch_size
+    None leave the method's own value (losses/simreg.py: its recipe and head; the batch is global,
+    over `nproc` processes): a command carries only what was set. `cached` None keeps each row's own
+    choice (the paper cached rows 2-4)."""
     rows: List[Union[int, dict]] = field(default_factory=lambda: list(range(len(SIMREG_ROWS))))
     seeds: List[int] = field(default_factory=lambda: [0])
     dataset: str = "imagenet"
     data_root: str = "./data/imagenet"
     weights_dir: str = "./weights"
     cached: Optional[bool] = None
-    mlp_layers: int = 4
-    epochs: int = 130
-    batch_size: int = 256
+    mlp_layers: Optional[int] = None
+    epochs: Optional[int] = None
+    batch_size: Optional[int] = None
     nproc: int = 4      # processes (GPUs) per node of a caching / training cell
     nodes: int = 1      # nodes per caching / training cell (the slurm executor)
     ks: str = "1,20"
@@ -157,6 +158,11 @@ class SimRegTable:
     train_args: List[str] = field(default_factory=list)    # train_student.py only
     linear_args: List[str] = field(default_factory=list)   # eval_linear.py
     knn_args: List[str] = field(default_factory=list)      # eval_knn.py
+
+    def set_flags(self):
+        """The training flags of the fields a user set (None: the method's own value)."""
+        values = (("--mlp-layers", self.mlp_layers), ("--epochs", self.epochs), ("--batch-size", self.batch_size))
+        return [x for flag, value in values if value is not None for x in (flag, str(value))]
 
     def cached_rows(self):
         """The names of the rows trained from cached teacher features."""
@@ -212,8 +218,7 @@ def expand_simreg(table, out):
             labels = {"table": "simreg", "paper_row": paper_row, "row": row["name"], "student": row["student"],
                       "teacher": os.path.basename(teacher), "seed": seed}
             train = Cell(f"simreg/{run}", "train_student.py",
-                         ["--method", "simreg", *data, *source, "--student", row["student"], "--mlp-layers",
-                          str(table.mlp_layers), "--epochs", str(table.epochs), "--batch-size", str(table.batch_size),
+                         ["--method", "simreg", *data, *source, "--student", row["student"], *table.set_flags(),
                           "--seed", str(seed), "--save-dir", os.path.join(out, "simreg"), "--name", run,
                           "--no-progress", *table.extra_args, *table.train_args],
                          folder, needs=list(needs), nproc=table.nproc, nodes=table.nodes, labels=labels)

@@ -26,15 +26,24 @@ class MethodError(UserError, ValueError):
     """A method that cannot be built for the given architectures or arguments."""
 
 
+# what a numeric hyper-parameter's value can mean: (test, the message when it fails)
+BOUNDS = {"non_negative": (lambda v: v >= 0, "must be 0 or more"),
+          "positive": (lambda v: v > 0, "must be greater than 0"),
+          "fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+          "momentum": (lambda v: 0 <= v < 1, "must be in [0, 1) (a momentum of 1 or more never forgets)")}
+
+
 @dataclass(frozen=True)
 class HParam:
     """One hyper-parameter of a method: its flag is `--<name with dashes>` (`kd_T` -> `--kd-T`),
-    its value a `kind` ('int', 'float', 'str', 'flag' (store_true) or 'ints' (comma list))."""
+    its value a `kind` ('int', 'float', 'str', 'flag' (store_true) or 'ints' (comma list)); a
+    number's value must lie in `bounds` (a BOUNDS key)."""
     name: str
     default: Any
     help: str = ""
     kind: str = "float"
     choices: Optional[tuple] = None
+    bounds: str = "non_negative"
 
     @property
     def flag(self):
@@ -45,10 +54,17 @@ class HParam:
         try:
             if self.kind == "ints":
                 return tuple(parse_milestones(value))
-            return {"int": int, "float": float, "str": str, "flag": bool}[self.kind](value)
+            parsed = {"int": int, "float": float, "str": str, "flag": bool}[self.kind](value)
         except ValueError:
             kind = {"ints": "a comma-separated list of integers", "int": "an integer"}.get(self.kind, "a number")
             raise argparse.ArgumentTypeError(f"'{value}' is not {kind}") from None
+        if self.kind in ("int", "float") and self.choices is None:
+            test, message = BOUNDS[self.bounds]
+            if parsed != parsed or parsed in (float("inf"), float("-inf")):
+                raise argparse.ArgumentTypeError(f"'{value}' is not a finite number")
+            if not test(parsed):
+                raise argparse.ArgumentTypeError(f"{value} {message}")
+        return parsed
 
 
 @dataclass(frozen=True)
@@ -138,7 +154,7 @@ def pool_to_smaller(f_s, f_t):
     return f_s, f_t
 
 
-INIT_EPOCHS = HParam("init_epochs", 30, "init-phase epochs", "int")
+INIT_EPOCHS = HParam("init_epochs", 30, "init-phase epochs", "int", bounds="positive")
 
 
 class Method(nn.Module):
@@ -150,9 +166,12 @@ class Method(nn.Module):
     standard_weights = LossWeights(ce=1.0, kd=0.0, distill=0.0)
     distills_in_main_phase = True
     trains_classifier = True   # the student's logits are scored on the test set every epoch
+    # reads only the teacher's last feature vector, so cached teacher features (--teacher-feats) can
+    # stand in for the teacher network
+    takes_cached_teacher = False
     recipe = CIFAR_RECIPE
     # this class's own hyper-parameters; a subclass adds its own (see `declared_hparams`)
-    hparams = (HParam("kd_T", 4.0, "KD temperature"),)
+    hparams = (HParam("kd_T", 4.0, "KD temperature", bounds="positive"),)
     # {hyper-parameter: {(teacher arch, student arch): default}}: where the authors' configs set a
     # value per pair (DKD's beta), it replaces the declared default for that pair
     pair_defaults = {}

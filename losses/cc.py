@@ -13,7 +13,7 @@ def correlation_loss(e_s, e_t):
 class CC(Method):
     name = "correlation"
     standard_weights = LossWeights(ce=1.0, kd=0.0, distill=0.02)
-    hparams = (HParam("feat_dim", 128, "embedding width", "int"),)
+    hparams = (HParam("feat_dim", 128, "embedding width", "int", bounds="positive"),)
 
     def __init__(self, ctx, weights=None, hp=None):
         super().__init__(ctx, weights, hp)

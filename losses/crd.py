@@ -164,10 +164,10 @@ def sample_negatives_by_candidates(index, labels, k, generator, by_class, class_
 class CRD(Method):
     name = "crd"
     standard_weights = LossWeights(ce=1.0, kd=0.0, distill=0.8)
-    hparams = (HParam("feat_dim", 128, "embedding width", "int"),
-               HParam("nce_k", 16384, "negatives per sample", "int"),
-               HParam("nce_t", 0.07, "temperature"),
-               HParam("nce_m", 0.5, "memory momentum"))
+    hparams = (HParam("feat_dim", 128, "embedding width", "int", bounds="positive"),
+               HParam("nce_k", 16384, "negatives per sample", "int", bounds="positive"),
+               HParam("nce_t", 0.07, "temperature", bounds="positive"),
+               HParam("nce_m", 0.5, "memory momentum", bounds="momentum"))
 
     def __init__(self, ctx, weights=None, hp=None):
         super().__init__(ctx, weights, hp)

@@ -38,7 +38,8 @@ class DKD(Method):
         HParam("dkd_beta", 8.0, "DKD's non-target (NCKD) weight; not -b, which weighs the whole DKD loss. Per pair "
                "as mdistiller's CIFAR configs: 2 for resnet56:resnet20 and resnet110:resnet32, 6 for vgg13:vgg8, "
                "vgg13:MobileNetV2, wrn_40_2:wrn_16_2 and wrn_40_2:wrn_40_1"),
-        HParam("dkd_warmup", 20, "epochs over which DKD's loss ramps in linearly", "int"),
+        HParam("dkd_warmup", 20, "epochs over which DKD's loss ramps in linearly", "int",
+               bounds="positive"),
     ) + logit_stand.HPARAMS
     pair_defaults = {"dkd_beta": {("resnet56", "resnet20"): 2.0, ("resnet110", "resnet32"): 2.0,
                                   ("vgg13", "vgg8"): 6.0, ("vgg13", "MobileNetV2"): 6.0,

@@ -7,7 +7,7 @@ from .base import HParam
 HPARAMS = (
     HParam("logit_stand", False, "z-score the student's and the teacher's logits per sample before the KD softmaxes "
            "(KD, DKD); the temperature becomes --ls-T and the KD weight --ls-weight", "flag"),
-    HParam("ls_T", 2.0, "base temperature with --logit-stand (replaces --kd-T)"),
+    HParam("ls_T", 2.0, "base temperature with --logit-stand (replaces --kd-T)", bounds="positive"),
     HParam("ls_weight", 9.0, "KD weight with --logit-stand: replaces KD's -a, multiplies DKD's --dkd-alpha and "
            "--dkd-beta"),
 )

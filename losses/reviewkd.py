@@ -85,7 +85,8 @@ class ReviewKD(Method):
                "Per pair as dvlab's scripts: 5 for wrn_40_2:wrn_16_2, wrn_40_2:wrn_40_1, wrn_40_2:ShuffleV1, "
                "resnet32x4:resnet8x4 and resnet32x4:ShuffleV1, 8 for resnet32x4:ShuffleV2, 0.6 for "
                "resnet56:resnet20"),
-        HParam("reviewkd_warmup", 20, "epochs over which ReviewKD's loss ramps in linearly", "int"),
+        HParam("reviewkd_warmup", 20, "epochs over which ReviewKD's loss ramps in linearly", "int",
+               bounds="positive"),
     )
     pair_defaults = {"reviewkd_weight": {("wrn_40_2", "wrn_16_2"): 5.0, ("wrn_40_2", "wrn_40_1"): 5.0,
                                          ("wrn_40_2", "ShuffleV1"): 5.0, ("resnet32x4", "resnet8x4"): 5.0,

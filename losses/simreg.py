@@ -21,6 +21,7 @@ class SimReg(Method):
     name = "simreg"
     views = "pair"                 # a student view and a teacher view (often the same tensor)
     trains_classifier = False   # evaluated afterwards by k-NN and linear probes
+    takes_cached_teacher = True   # regresses the teacher's final feature only
     standard_weights = LossWeights(ce=0.0, kd=0.0, distill=1.0)
     # the reference's ImageNet recipe: 130 epochs, batch 256, SGD lr 0.05 wd 1e-4, cosine per epoch
     recipe = Recipe(epochs=130, batch_size=256, lr=0.05, schedule="cosine", weight_decay=1e-4, save_every=10)

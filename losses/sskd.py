@@ -99,14 +99,14 @@ class SSKD(Method):
     name = "sskd"
     views = "rotations"
     standard_weights = LossWeights(ce=0.1, kd=0.9, distill=1.0)
-    hparams = (HParam("tf_T", 4.0, "temperature of the rotated-view KD term (tf)"),
-               HParam("ss_T", 0.5, "temperature of the contrastive rotation term (ss)"),
-               HParam("ratio_tf", 1.0, "fraction of the teacher's wrong rotated views kept for tf"),
-               HParam("ratio_ss", 0.75, "fraction of the teacher's wrong rows kept for ss"),
+    hparams = (HParam("tf_T", 4.0, "temperature of the rotated-view KD term (tf)", bounds="positive"),
+               HParam("ss_T", 0.5, "temperature of the contrastive rotation term (ss)", bounds="positive"),
+               HParam("ratio_tf", 1.0, "fraction of the teacher's wrong rotated views kept for tf", bounds="fraction"),
+               HParam("ratio_ss", 0.75, "fraction of the teacher's wrong rows kept for ss", bounds="fraction"),
                HParam("tf_weight", 2.7, "weight of tf (times -b)"),
                HParam("ss_weight", 10.0, "weight of ss (times -b)"),
-               HParam("t_epochs", 60, "teacher projection-head phase epochs", "int"),
-               HParam("t_lr", 0.05, "teacher projection-head phase lr"),
+               HParam("t_epochs", 60, "teacher projection-head phase epochs", "int", bounds="positive"),
+               HParam("t_lr", 0.05, "teacher projection-head phase lr", bounds="positive"),
                HParam("t_milestones", (30, 45), "teacher-head lr x0.1 after these epochs", "ints"))
 
     def __init__(self, ctx, weights=None, hp=None):

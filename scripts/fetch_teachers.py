@@ -26,10 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from core.cli import exit_on_user_error, pick_device  # noqa: E402
 from core.errors import UserError  # noqa: E402
-from grid.report import published_teacher_top1, teacher_is_off  # noqa: E402
+from core import published  # noqa: E402
 
 MDISTILLER_TAR = "https://github.com/megvii-research/mdistiller/releases/download/checkpoints/cifar_teachers.tar"
-PAPER_TABLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper_tables.json")
 REPDISTILLER = re.compile(r"^(?P<arch>[A-Za-z0-9_]+)_vanilla/ckpt_epoch_240\.pth$")
 SSKD = re.compile(r"^teacher_(?P<arch>[A-Za-z0-9_]+)_seed(?P<seed>\d+)/ckpt/best\.pth$")
 RECORD = "teacher.json"
@@ -153,7 +152,7 @@ def measure(path, arch, data_root, download_data, device):
     return {"top1": round(result["top1"], 2), "top5": round(result["top5"], 2), "format": loaded.format.name}
 
 
-def record(dest, rel, arch, args, device, paper_tables):
+def record(dest, rel, arch, args, device):
     path = os.path.join(dest, rel)
     where = os.path.join(os.path.dirname(path), RECORD)
     digest = sha256(path)
@@ -168,9 +167,9 @@ def record(dest, rel, arch, args, device, paper_tables):
            "layout": "sskd" if SSKD.match(rel) else "repdistiller", "stored_accuracy": stored_accuracy(path)}
     if not args.no_measure:
         rec["measured"] = {"dataset": "cifar100 test", **measure(path, arch, args.data_root, args.download, device)}
-        paper, table = published_teacher_top1(paper_tables, arch)
+        paper, _ = published.teacher_top1(arch)
         rec["paper_top1"] = paper
-        rec["off_paper"] = teacher_is_off(rec["measured"]["top1"], paper)
+        rec["off_paper"] = published.teacher_is_off(rec["measured"]["top1"], paper)
     with open(where + ".tmp", "w") as f:
         json.dump(rec, f, indent=1)
     os.replace(where + ".tmp", where)
@@ -199,11 +198,9 @@ def main(argv=None):
     names = [os.path.relpath(os.path.join(d, f), args.dest).replace(os.sep, "/")
              for d, _, files in os.walk(args.dest) for f in files]
     device = None if args.no_measure else pick_device(args.device)
-    with open(PAPER_TABLES) as f:
-        paper_tables = json.load(f)
     rows = []
     for _, rel, arch in sorted(teacher_files(names)):
-        rows.append((rel, record(args.dest, rel, arch, args, device, paper_tables)))
+        rows.append((rel, record(args.dest, rel, arch, args, device)))
     print(f"{'teacher':<40} {'sha256':<12} {'stored':>7} {'measured':>9} {'paper':>6}")
     for rel, rec in rows:
         measured = (rec.get("measured") or {}).get("top1")

@@ -10,24 +10,22 @@ With --grid OUT: the report of a grid run by scripts/run_table.py (OUT/report.md
 flagged when more than 1 point off the paper, the protocol and the device-hours); prints the
 markdown."""
 import argparse
-import json
 import os
 import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from core import published  # noqa: E402
+from core.cli import exit_on_user_error  # noqa: E402
+from core.jsonio import read_json_object  # noqa: E402
 from grid import report  # noqa: E402
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PAPER_TABLES = os.path.join(HERE, "paper_tables.json")
 
 
 def read_summary(folder):
     path = os.path.join(folder, "summary.json")
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    return read_json_object(path)
 
 
 def all_runs(root):
@@ -84,8 +82,7 @@ def cell(values, published):
 
 
 def print_paper_table(root, table, metric):
-    with open(PAPER_TABLES) as f:
-        spec = json.load(f)["sskd_tables"][table]
+    spec = published.tables()["sskd_tables"][table]
     print(f"SSKD table '{table}' — {spec['metric']}, ours = {metric} epoch, mean over seeds "
           f"(columns: ours, paper, difference)")
     for col in spec["columns"]:
@@ -94,15 +91,14 @@ def print_paper_table(root, table, metric):
         print(f"\n{t} -> {s}")
         print(f"  {'teacher':<8} {cell(seed_values(os.path.join(root, 'teachers'), t, metric), col['teacher_acc'])}")
         print(f"  {'student':<8} {cell(seed_values(pair_dir, 'student', metric), col['student_acc'])}")
-        for row, published in col["methods"].items():
-            print(f"  {row:<8} {cell(seed_values(pair_dir, row, metric), published)}")
+        for row, paper in col["methods"].items():
+            print(f"  {row:<8} {cell(seed_values(pair_dir, row, metric), paper)}")
     return 0
 
 
 def print_simreg_row(run_folder, row):
     """Our 1-NN and linear top-1 of one SimReg run beside the published row."""
-    with open(PAPER_TABLES) as f:
-        spec = json.load(f)["simreg_table"]["rows"][row]
+    spec = published.tables()["simreg_table"]["rows"][row]
     s = read_summary(run_folder) or {}
     ours_nn = s.get("knn", {}).get("top1", {}).get("1")
     ours_lin = (s.get("linear") or {}).get("last", {}).get("top1")
@@ -115,8 +111,7 @@ def print_simreg_row(run_folder, row):
 
 def print_grid_report(out, metric=None):
     """Write <out>/report.md, .csv and .png from the grid's manifest and print the markdown."""
-    with open(PAPER_TABLES) as f:
-        paper_tables = json.load(f)
+    paper_tables = published.tables()
     prefix = os.path.join(out, "report")
     try:
         text = report.write_reports(os.path.join(out, "grid", "manifest.json"), prefix, paper_tables, metric)
@@ -128,6 +123,7 @@ def print_grid_report(out, metric=None):
     return 0
 
 
+@exit_on_user_error
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=None, help="folder holding experiment folders")

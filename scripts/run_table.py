@@ -22,6 +22,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.errors import UserError  # noqa: E402
+from core.validate import writable_folder  # noqa: E402
 from grid import tables  # noqa: E402
 from grid.cells import ROOT, in_order  # noqa: E402
 from grid.local import LocalExecutor  # noqa: E402
@@ -63,9 +65,10 @@ def parse_args(argv=None):
     simreg.add_argument("--weights-dir", default="./weights", help="the teachers' published files")
     simreg.add_argument("--cached", choices=("0", "1"), default=None,
                         help="1: every row from cached teacher features, 0: none (default: as the paper, rows 2-4)")
-    simreg.add_argument("--mlp-layers", type=int, default=4)
-    simreg.add_argument("--epochs", type=int, default=130)
-    simreg.add_argument("--batch-size", type=int, default=256, help="global batch over the processes of a cell")
+    simreg.add_argument("--mlp-layers", type=int, default=None, help="default: the method's (train_student.py --help)")
+    simreg.add_argument("--epochs", type=int, default=None, help="default: the method's recipe")
+    simreg.add_argument("--batch-size", type=int, default=None,
+                        help="global batch over the processes of a cell (default: the method's recipe)")
     simreg.add_argument("--nproc-per-node", type=int, default=4,
                         help="processes (GPUs) per node of a caching / training cell")
     simreg.add_argument("--nodes", type=int, default=1, help="nodes per caching / training cell (--executor slurm)")
@@ -238,14 +241,14 @@ def make_executor(args, records):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.out = os.path.abspath(args.out)   # the cells' folders, wherever a cell (a SLURM job) starts
     try:
+        args.out = os.path.abspath(writable_folder(args.out, "--out"))   # the cells' folders, wherever a cell starts
         grid = build_grid(args)
         cells = in_order(tables.cells_of(grid, args.out))
         if args.executor == "local" and any(c.nodes > 1 for c in cells):
             raise ValueError("cells over several nodes (--nodes) need --executor slurm")
         gpu_list(args.gpus)
-    except (ValueError, OSError, TypeError) as e:
+    except (ValueError, OSError, TypeError, UserError) as e:
         print(f"run_table.py: {e}", file=sys.stderr)
         return 2
     if args.dry_run:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The SimReg table (scripts/paper_tables.json "simreg_table"): per row, the teacher's features
+# The SimReg table (core/paper_tables.json "simreg_table"): per row, the teacher's features
 # cached (rows 2-4, as the paper; torchrun), the SimReg student trained (torchrun; the method's
 # recipe: 130 epochs, batch 256, lr 0.05 cosine, wd 1e-4, 4-layer head, one weak view shared by
 # teacher and student), then 1-NN / 20-NN and the linear probe; the report puts our numbers beside
@@ -13,9 +13,9 @@ DATA_ROOT=${DATA_ROOT:-./data/imagenet}     # ImageFolder with train/ and val/
 DATASET=${DATASET:-imagenet}                # imagenet | imagenet100
 WEIGHTS_DIR=${WEIGHTS_DIR:-./weights}       # the teachers' published files (names in grid/tables.py)
 CACHED=${CACHED:-}                          # 0/1 for every row; empty: as the paper (rows 2-4 cached)
-N_MLP_LAYERS=${N_MLP_LAYERS:-4}
-EPOCHS=${EPOCHS:-130}
-BATCH_SIZE=${BATCH_SIZE:-256}               # global batch over the NPROC processes of a cell
+N_MLP_LAYERS=${N_MLP_LAYERS:-}             # empty: the method's own (4); also EPOCHS (130) and
+EPOCHS=${EPOCHS:-}                          # BATCH_SIZE (256, the global batch over the NPROC
+BATCH_SIZE=${BATCH_SIZE:-}                  # processes of a cell): see train_student.py --help
 NPROC=${NPROC:-4}                           # processes (GPUs) per node of a training / caching cell
 NODES=${NODES:-1}                           # nodes per training / caching cell (EXECUTOR=slurm)
 GPUS=${GPUS:-0,1,2,3}                       # local executor: the GPUs the cells share out
@@ -37,8 +37,11 @@ DRY_RUN=${DRY_RUN:-0}                       # 1: print the commands only
 STATUS=${STATUS:-0}                         # 1: print every cell's state
 
 args=(simreg --rows "$ROWS" --seeds "$SEEDS" --dataset "$DATASET" --data-root "$DATA_ROOT"
-      --weights-dir "$WEIGHTS_DIR" --mlp-layers "$N_MLP_LAYERS" --epochs "$EPOCHS" --batch-size "$BATCH_SIZE"
+      --weights-dir "$WEIGHTS_DIR"
       --nproc-per-node "$NPROC" --nodes "$NODES" --extra-args "$EXTRA_ARGS" --knn-args "$KNN_ARGS" --linear-args "$LINEAR_ARGS"
       --out "$SAVE_DIR")
 if [ -n "$CACHED" ]; then args+=(--cached "$CACHED"); fi
+if [ -n "$N_MLP_LAYERS" ]; then args+=(--mlp-layers "$N_MLP_LAYERS"); fi
+if [ -n "$EPOCHS" ]; then args+=(--epochs "$EPOCHS"); fi
+if [ -n "$BATCH_SIZE" ]; then args+=(--batch-size "$BATCH_SIZE"); fi
 source "$(dirname "$0")/table_launcher_lib.sh"

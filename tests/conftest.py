@@ -138,6 +138,26 @@ def write_cifar100_folder(root, n_train=200, n_test=100, seed=0):
     return root
 
 
+def write_cifar10_folder(root, per_batch=20, n_test=10, seed=0):
+    """A small CIFAR-10 folder in torchvision's exact on-disk format: cifar-10-batches-py/ with
+    data_batch_1..5 and test_batch ('data' N x 3072 uint8, 'labels', 'batch_label', 'filenames') and
+    batches.meta; image i of the train split is row i of the five batches in order."""
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(folder, exist_ok=True)
+    files = [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", n_test)]
+    for name, n in files:
+        labels = rng.integers(0, 10, n).tolist()
+        data = np.clip((np.array(labels)[:, None] * 25) + rng.integers(0, 30, size=(n, 3072)), 0, 255).astype(np.uint8)
+        entry = {"batch_label": name, "labels": labels, "data": data, "filenames": [f"{name}_{i}.png" for i in range(n)]}
+        with open(os.path.join(folder, name), "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+    with open(os.path.join(folder, "batches.meta"), "wb") as f:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)], "num_cases_per_batch": per_batch,
+                     "num_vis": 3072}, f, protocol=2)
+    return root
+
+
 @pytest.fixture
 def cifar_root(tmp_path):
     return write_cifar100_folder(str(tmp_path / "data"))

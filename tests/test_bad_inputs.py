@@ -17,10 +17,11 @@ import eval_knn
 import eval_linear
 import train_student
 import train_teacher
-from conftest import ROOT, write_cifar100_folder, write_imagefolder
+from conftest import ROOT, import_script, write_cifar100_folder, write_imagefolder
 
 SCRIPTS = {"teacher": train_teacher.main, "student": train_student.main, "knn": eval_knn.main,
-           "linear": eval_linear.main, "cache": cache_features.main}
+           "linear": eval_linear.main, "cache": cache_features.main,
+           "table": import_script("scripts/make_table.py").main}
 FAST = ["--no-progress", "--save-every", "0"]
 
 
@@ -97,6 +98,9 @@ def ws(tmp_path_factory, digits_teacher):
     (root / "cache" / "cut.json").write_bytes(open(w["feats"] + ".json", "rb").read())
     (root / "cache" / "cut.npy").write_bytes(open(w["feats"] + ".npy", "rb").read()[:300])
     w["cut_feats"] = str(root / "cache" / "cut")
+    for kind, text in (("damaged", '{"last": {"top1": 5'), ("list", "[1, 2]")):
+        (root / f"records_{kind}" / "r").mkdir(parents=True)
+        (root / f"records_{kind}" / "r" / "summary.json").write_text(text)
     return w
 
 
@@ -173,7 +177,7 @@ CASES = [
     ("teacher_and_feats", "student", lambda w: S(w, "--method", "simreg", "--teacher-feats", w["feats"]),
      "not both"),
     ("feats_for_kd", "student", lambda w: ["--dataset", "digits", "--method", "kd", "--teacher-feats", w["feats"],
-                                           "--save-dir", w["runs"], *FAST], "SimReg only"),
+                                           "--save-dir", w["runs"], *FAST], "serves simreg only"),
     ("feats_short", "student", lambda w: ["--dataset", "digits", "--method", "simreg", "--teacher-feats",
                                           w["short_feats"], "--save-dir", w["runs"], *FAST], "damaged"),
     ("feats_truncated", "student", lambda w: ["--dataset", "digits", "--method", "simreg", "--teacher-feats",
@@ -205,6 +209,30 @@ CASES = [
     ("corrupt_jpeg", "cache", lambda w: IMG(w, "img_corrupt"), "cannot read image"),
     ("empty_class", "cache", lambda w: IMG(w, "img_empty"), "n00000009"),
     ("missing_val", "cache", lambda w: IMG(w, "img_noval", "--split", "val"), "val"),
+    # output paths: checked before anything is written
+    ("save_dir_under_file", "teacher", lambda w: T(w, "--save-dir", w["text"] + "/runs"), "is a file, not a folder"),
+    ("save_dir_is_file", "student", lambda w: S(w, "--save-dir", w["text"]), "is a file, not a folder"),
+    ("init_cache_under_file", "student", lambda w: S(w, "--init-cache", w["text"] + "/c"), "--init-cache"),
+    ("knn_save_under_file", "knn", lambda w: K(w, "--save", w["text"] + "/knn"), "is a file, not a folder"),
+    ("linear_save_under_file", "linear", lambda w: K(w, "--save", w["text"] + "/lin"), "is a file, not a folder"),
+    ("cache_out_under_file", "cache", lambda w: ["--teacher", w["teacher"], "--dataset", "digits", "--workers", "0",
+                                                 "--out", w["text"] + "/feats"], "is a file, not a folder"),
+    # optimiser and method values against what they can mean
+    ("momentum_one", "teacher", lambda w: T(w, "--momentum", "1"), "--momentum"),
+    ("student_momentum_above_one", "student", lambda w: S(w, "--momentum", "1.5"), "never decay"),
+    ("linear_momentum_one", "linear", lambda w: K(w, "--momentum", "1"), "--momentum"),
+    ("crd_zero_negatives", "student", lambda w: S(w, "--method", "crd", "--nce-k", "0"), "--nce-k"),
+    ("crd_zero_temperature", "student", lambda w: S(w, "--method", "crd", "--nce-t", "0"), "--nce-t"),
+    ("crd_memory_momentum_one", "student", lambda w: S(w, "--method", "crd", "--nce-m", "1"), "--nce-m"),
+    ("kd_temperature_zero", "student", lambda w: S(w, "--kd-T", "0"), "--kd-T"),
+    ("sskd_ratio_above_one", "student", lambda w: S(w, "--method", "sskd", "--ratio-ss", "1.5"), "--ratio-ss"),
+    ("dkd_warmup_zero", "student", lambda w: S(w, "--method", "dkd", "--dkd-warmup", "0"), "--dkd-warmup"),
+    ("hparam_nan", "student", lambda w: S(w, "--method", "dist", "--dist-beta", "nan"), "not a finite number"),
+    # damaged records, in every reader
+    ("table_damaged_summary", "table", lambda w: ["--runs", str(w["root"] / "records_damaged")], "not valid JSON"),
+    ("table_summary_not_object", "table", lambda w: ["--runs", str(w["root"] / "records_list")], "not an object"),
+    ("table_paper_damaged_summary", "table", lambda w: ["--runs", str(w["root"] / "records_damaged" / "r"),
+                                                        "--simreg-row", "0"], "not valid JSON"),
 ]
 
 
@@ -241,7 +269,19 @@ def test_bad_input(case, ws, capsys):
 
 
 def test_catalogue_size():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 75
+
+
+@pytest.mark.slow
+def test_runner_out_under_a_file(tmp_path, capsys):
+    """scripts/run_table.py checks --out before it writes a manifest or starts a cell."""
+    run_table = import_script("scripts/run_table.py")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    assert run_table.main(["sskd", "--table", "same_architecture", "--out", str(blocker / "out"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file, not a folder" in err[0], err
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
 
 
 @pytest.mark.slow
@@ -255,3 +295,18 @@ def test_bad_launcher_variables(launcher, env, expected):
                          env={**os.environ, "DRY_RUN": "1", "PY": sys.executable, **env})
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert out.returncode == 2 and len(lines) == 1 and expected in lines[0], out.stderr
+
+
+def test_read_only_save_dir_is_refused_before_writing(tmp_path, monkeypatch, capsys):
+    """A --save-dir inside a folder the process may not write to is one error line, and nothing is
+    made. (The tests run as root, whom a 0555 folder does not stop, so the folder's permission is
+    what os.access reports: the answer a non-root user gets.)"""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == str(locked) else real(p, mode, **kw))
+    with pytest.raises(SystemExit) as exit_:
+        train_teacher.main(["--dataset", "digits", "--epochs", "1", "--save-dir", str(locked / "runs"), *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "is not writable" in err[0], err
+    assert os.listdir(locked) == []

@@ -9,6 +9,9 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
 import speed  # noqa: E402
 
+import losses  # noqa: E402
+import models  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 
@@ -68,3 +71,14 @@ def test_device_check_runs_a_section_on_the_cpu(tmp_path):
     assert json.loads((tmp_path / "device_check.json").read_text())["sections"]["decode"]["status"] == "passed"
     with pytest.raises(SystemExit, match="unknown section"):
         device_check.main(["--out", str(tmp_path), "--sections", "decode,nope"])
+
+
+def test_cells_are_the_scripts_distillers(tmp_path):
+    """The benchmark times what the scripts train: its KD cell's Distiller comes from the scripts'
+    build_distiller (same student, teacher taps and method), not from a wiring of its own."""
+    cfg = speed.Config(quick=True, device=speed.torch.device("cpu"))
+    distiller, _, _, _ = speed.build_cell("kd", cfg, "eager", str(tmp_path))
+    assert list(distiller.student.state_dict()) == list(models.create(cfg.cifar[1], 100).state_dict())
+    assert distiller.method.name == "kd" and distiller.method.hp == losses.method_class("kd").resolve_hparams()
+    source = open(speed.__file__).read()
+    assert "Distiller(" not in source and "losses.build(" not in source and "probe_shapes(" not in source

@@ -5,7 +5,9 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from datasets import InMemoryLoader, ImageSet, load_image_sets
+import datasets
+from conftest import write_cifar10_folder
+from datasets import REGISTRY, InMemoryLoader, ImageSet, load_image_sets, registry
 from datasets import augment
 from datasets import DatasetNotFoundError
 
@@ -22,6 +24,53 @@ def test_cifar100_pickle_format(cifar_root):
         raw = pickle.load(f, encoding="latin1")["data"]
     hwc = raw.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     assert np.array_equal(train.images[5].permute(1, 2, 0).numpy(), hwc[5])
+
+
+def test_cifar10_batches_in_order(tmp_path):
+    """CIFAR-10 is one registry entry and its layout: the five train batches concatenated in order,
+    the test batch, 'labels', its constants; training batches through datasets.build."""
+    import os
+    import pickle
+    root = write_cifar10_folder(str(tmp_path / "data"))
+    train, test = load_image_sets("cifar10", root)
+    rows, labels = [], []
+    for i in range(1, 6):
+        with open(os.path.join(root, "cifar-10-batches-py", f"data_batch_{i}"), "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        rows.append(entry["data"])
+        labels += entry["labels"]
+    assert train.images.shape == (100, 3, 32, 32) and len(test) == 10 and train.num_classes == 10
+    assert np.array_equal(train.images.reshape(100, -1).numpy(), np.concatenate(rows))
+    assert train.labels.tolist() == labels
+    assert train.mean == REGISTRY["cifar10"].mean and test.std == REGISTRY["cifar10"].std
+    split = datasets.build("cifar10", root, "train", "train", "rotations", batch_size=8)
+    batch = next(iter(split.loader))
+    assert batch["image"].shape == (32, 3, 32, 32) and split.num_classes == 10
+    with pytest.raises(DatasetNotFoundError, match="cifar-10-batches-py"):
+        load_image_sets("cifar10", str(tmp_path / "nowhere"))
+
+
+def test_registry_is_the_one_list_of_data_sets():
+    """Every data set the scripts accept is a registry entry, and what the help says comes from it."""
+    import train_student
+    import train_teacher
+    assert datasets.NAMES == tuple(REGISTRY) and {"cifar10", "cifar100", "digits", "imagenet", "imagenet100"} <= set(REGISTRY)
+    for name, e in REGISTRY.items():
+        assert e.kind in ("memory", "folder") and (e.load is not None) == e.in_memory, name
+        assert e.class_subset is None or not e.in_memory, name
+    for module, names in ((train_student, datasets.NAMES), (train_teacher, [n for n in REGISTRY if REGISTRY[n].in_memory])):
+        text = " ".join(_help(module).split())
+        assert "{" + ",".join(names) + "}" in text, module.__name__
+        assert "cifar-10-batches-py/ (cifar10)" in text, module.__name__
+
+
+def _help(module):
+    import contextlib
+    import io
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        module.parse_args(["--help"])
+    return out.getvalue()
 
 
 def test_cifar100_missing_folder_names_it(tmp_path):
@@ -54,13 +103,13 @@ def test_digits_read_as_scikit_learn_reads_them():
 
 
 def test_normalisation_constants_exact():
-    assert augment.CIFAR100_MEAN == (0.5071, 0.4867, 0.4408)
-    assert augment.CIFAR100_STD == (0.2675, 0.2565, 0.2761)
-    assert augment.SSKD_CIFAR100_MEAN == (0.5071, 0.4866, 0.4409)
+    assert REGISTRY['cifar100'].mean == (0.5071, 0.4867, 0.4408)
+    assert REGISTRY['cifar100'].std == (0.2675, 0.2565, 0.2761)
+    assert registry.SSKD_CIFAR100_MEAN == (0.5071, 0.4866, 0.4409)
     img = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
-    ours = augment.normalize(img[None], augment.CIFAR100_MEAN, augment.CIFAR100_STD)[0]
+    ours = augment.normalize(img[None], REGISTRY['cifar100'].mean, REGISTRY['cifar100'].std)[0]
     pil = Image.fromarray(img.permute(1, 2, 0).numpy())
-    ref = TF.normalize(TF.to_tensor(pil), augment.CIFAR100_MEAN, augment.CIFAR100_STD)
+    ref = TF.normalize(TF.to_tensor(pil), REGISTRY['cifar100'].mean, REGISTRY['cifar100'].std)
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
 
 

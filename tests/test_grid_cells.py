@@ -67,3 +67,33 @@ def test_multi_node_job_commands_and_shared_resume_decision(tmp_path, monkeypatc
         assert command[-1] == "--resume"
     assert open(log + ".resume-42.1").read() == "1"
     assert os.path.isfile(log + ".node1")   # each other node logs beside node 0
+
+
+@pytest.mark.slow
+def test_a_method_default_has_one_owner(monkeypatch, tmp_path, capsys, digits_teacher):
+    """SimReg's head depth and weight decay changed in losses/simreg.py alone show in
+    train_student.py --help, stay out of the SimReg grid's training command (which carries only what
+    the user set), and reach the run's args.json and recorded hyper-parameters."""
+    import dataclasses
+
+    import train_student
+    from core.jsonio import read_json
+    from losses.simreg import SimReg
+    head = SimReg.hparams[0]
+    assert head.name == "mlp_layers"
+    monkeypatch.setattr(SimReg, "hparams", (dataclasses.replace(head, default=2), *SimReg.hparams[1:]))
+    monkeypatch.setattr(SimReg, "recipe", dataclasses.replace(SimReg.recipe, weight_decay=3e-4))
+    with pytest.raises(SystemExit):
+        train_student.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "simreg: -r 0 -a 0 -b 1; kd_T 4.0, mlp_layers 2" in text and "weight_decay=0.0003" in text
+    table = tables.SimRegTable(rows=[{"teacher": digits_teacher["ckpt"], "format": "ours", "student": "resnet8",
+                                      "cached": False, "name": "one"}], dataset="digits", epochs=1, nproc=1)
+    train = next(c for c in tables.expand_simreg(table, str(tmp_path)) if c.script == "train_student.py")
+    assert "--epochs" in train.args and not {"--mlp-layers", "--weight-decay", "--batch-size"} & set(train.args)
+    train_student.main(train.args + ["--save-every", "0"])
+    recorded = read_json(os.path.join(train.folder, "args.json"))
+    summary = read_json(os.path.join(train.folder, "summary.json"))
+    assert recorded["args"]["weight_decay"] == 3e-4 and recorded["args"]["epochs"] == 1
+    assert recorded["args"]["batch_size"] == SimReg.recipe.batch_size
+    assert summary["hparams"]["mlp_layers"] == 2

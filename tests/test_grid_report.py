@@ -80,6 +80,23 @@ def test_a_cell_is_charged_its_whole_wall_time(tmp_path, capsys):
     assert float(rows[0]["hours"]) == 2.0 and float(rows[0]["epoch_hours"]) == 1.0
 
 
+@pytest.mark.parametrize("text", ['{"last": {"top1": 70', '["not", "a", "summary"]'], ids=["truncated", "list"])
+def test_a_damaged_cell_record_is_one_error_line(tmp_path, capsys, text):
+    """make_table.py --grid names a cell's damaged summary.json in one line (exit 2) and writes no report."""
+    out = tmp_path / "out"
+    folder = out / "resnet56_to_resnet20" / "KD_seed0"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(text)
+    _manifest(out, [{"name": "resnet56_to_resnet20/KD_seed0", "folder": str(folder),
+                     "labels": {"table": "distill", "group": "resnet56_to_resnet20", "row": "KD", "seed": 0}}],
+              {"kind": "distill", "paper": "same_architecture", "metric": "last", "protocol": "test"})
+    from conftest import import_script
+    assert import_script("scripts/make_table.py").main(["--grid", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(folder / "summary.json") in err[0] and "damaged" in err[0], err
+    assert not (out / "report.md").exists()
+
+
 def test_simreg_report(tmp_path, capsys):
     out = tmp_path / "out"
     folder = str(out / "simreg" / "simreg_moco_resnet18_seed0")

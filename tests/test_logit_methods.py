@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import losses
-from losses import Context, LossWeights
+from losses import Context
 from losses.dist import dist_loss
 from models import Outputs
 
@@ -109,14 +109,12 @@ def test_bad_dkd_warmup_is_one_error():
 def test_later_rows_run_their_methods_and_have_published_sources():
     """Each later row is a grid row with its authors' settings, and every published number of it in
     the SSKD tables' data names its source."""
-    import json
-    import os
+    from core import published
     from grid import tables
     assert tables.ROWS["KD+LS"] == ("kd", ["--logit-stand"]) and tables.ROWS["DKD+LS"] == ("dkd", ["--logit-stand"])
     later = [r for r in tables.ROWS if r not in tables.SSKD_ROWS]
     assert sorted(later) == ["DIST", "DKD", "DKD+LS", "KD+LS", "ReviewKD"]
-    with open(os.path.join(os.path.dirname(__file__), "..", "scripts", "paper_tables.json")) as f:
-        spec = json.load(f)
+    spec = published.tables()
     counted = 0
     for table in spec["sskd_tables"].values():
         for col in table["columns"]:

@@ -12,7 +12,7 @@ import torch
 import models
 from conftest import write_cifar100_folder
 from core.checkpoint import CheckpointError, load_file
-from datasets import cifar100
+from datasets import cifar
 from datasets.errors import DatasetError
 from datasets.feature_cache import CacheMismatchError, FeatureCache
 from models import weights
@@ -91,14 +91,14 @@ def test_cifar_pickle_that_would_run_code_is_refused(tmp_path):
         with open(os.path.join(root, "cifar-100-python", "train"), "wb") as f:
             pickle.dump({"data": payload, "fine_labels": [0]}, f, protocol=2)
         with pytest.raises(DatasetError, match="posix.system"):
-            cifar100.load_split(root, train=True)
+            cifar.load_split(root, cifar.CIFAR100, train=True)
     assert not marker.exists()
 
 
 def test_real_cifar_layout_reads(tmp_path):
     """The python-2 era files hold `data` as an ndarray in a protocol-2 pickle: that is what must read."""
     root = write_cifar100_folder(str(tmp_path / "data"), n_train=10, n_test=5)
-    images, labels = cifar100.load_split(root, train=True)
+    images, labels = cifar.load_split(root, cifar.CIFAR100, train=True)
     assert images.shape == (10, 3, 32, 32) and images.dtype == torch.uint8 and labels.tolist() == list(range(10))
 
 

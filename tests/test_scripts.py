@@ -111,7 +111,7 @@ def test_simreg_table_dry_run_is_valid_commands():
         args = parsers[name](c[c.index(name) + 1:]) if name in parsers else None
         if name == "train_student.py":
             assert (args.method, args.epochs, args.batch_size, args.schedule) == ("simreg", 130, 256, "cosine")
-            assert (args.lr, args.weight_decay, args.mlp_layers) == (0.05, 1e-4, 4)
+            assert (args.lr, args.weight_decay, args.mlp_layers) == (0.05, 1e-4, None)   # None: the method's 4
             trained.append((args.student, args.teacher_feats is not None))
         if name in ("cache_features.py", "train_student.py"):   # 4 processes per cell
             assert c[:3] == [sys.executable, "-m", "torch.distributed.run"] and "--nproc_per_node=4" in c

@@ -1,13 +1,19 @@
 """train_student.py end to end on digits: KD helps, SSKD / CRD run with their records, exact resume
 with the CRD memory bank, init-phase reuse, and bad inputs."""
 
+import hashlib
+import os
 import pathlib
+import shutil
 
 import pytest
 import torch
 
+import cache_features
+import datasets
 import engine.trainer
 import train_student
+from engine.init_phase import init_cache_path
 from core.checkpoint import load_file
 from test_bf16_runs import FAMILIES, float32_run
 
@@ -170,6 +176,33 @@ def test_init_cache_ignores_other_methods_hparams(digits_teacher, tmp_path):
     _run(tmp_path, digits_teacher["ckpt"], "ab3", *args, "--init-epochs", "2")
     assert "reused" not in (tmp_path / "ab3" / "log.txt").read_text()
     assert len(list((tmp_path / "init_cache").iterdir())) == 2
+
+
+@pytest.mark.slow
+def test_init_cache_key_names_the_teacher_there_is(digits_teacher, tmp_path):
+    """A teacher network is keyed by its file's content; cached features (no teacher file) by the
+    cache's content, so two caches of different teachers never share an init-phase result."""
+    train = datasets.build("digits", split="train", purpose="train", views="pair")
+    ids = {}
+    for name, ckpt in (("a", digits_teacher["ckpt"]), ("b", str(digits_teacher["folder"] / "ckpt" / "best.pth"))):
+        prefix = str(tmp_path / name)
+        cache_features.main(["--teacher", ckpt, "--dataset", "digits", "--out", prefix, "--workers", "0",
+                             "--no-progress"])
+        args = train_student.parse_args(FAST + ["--method", "simreg", "--teacher-feats", prefix])
+        ids[name] = train_student.build_teacher(args, train, "cpu")[2]
+        moved = str(tmp_path / "moved" / name)   # where a cache lies is not what it holds
+        os.makedirs(os.path.dirname(moved), exist_ok=True)
+        for ext in (".npy", ".json"):
+            shutil.copy(prefix + ext, moved + ext)
+        assert train_student.build_teacher(train_student.parse_args(
+            FAST + ["--method", "simreg", "--teacher-feats", moved]), train, "cpu")[2] == ids[name]
+    file_args = train_student.parse_args(FAST + ["--teacher", digits_teacher["ckpt"]])
+    ids["file"] = train_student.build_teacher(file_args, train, "cpu")[2]
+    assert ids["file"] == {"file": hashlib.sha256(open(digits_teacher["ckpt"], "rb").read()).hexdigest()}
+    assert set(ids["a"]) == {"features"} and ids["a"] != ids["b"]
+    paths = {init_cache_path(str(tmp_path), "m", train_student.init_cache_settings(file_args, i, {}))
+             for i in ids.values()}
+    assert len(paths) == 3
 
 
 @pytest.mark.slow
