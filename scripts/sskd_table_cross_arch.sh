@@ -21,11 +21,13 @@ SLURM_MAX_RUNNING=${SLURM_MAX_RUNNING:-}  # at most this many cells at once
 SAVE_DIR=${SAVE_DIR:-./save/tables}
 SEEDS=${SEEDS:-"0"}
 TEACHER_SEED=${TEACHER_SEED:-0}
-EPOCHS=${EPOCHS:-240}
+EPOCHS=${EPOCHS:-}                        # empty: each method's recipe (240)
 TEACHER_CKPT=${TEACHER_CKPT:-best}
 PRETRAINED_TEACHERS=${PRETRAINED_TEACHERS:-}
-PAIRS=${PAIRS:-"vgg13:MobileNetV2 ResNet50:MobileNetV2 ResNet50:vgg8 resnet32x4:ShuffleV1 resnet32x4:ShuffleV2 wrn_40_2:ShuffleV1"}
-ROWS=${ROWS:-"student KD FitNet AT SP VID RKD PKT AB FT CRD SSKD"}  # later rows: DKD ReviewKD DIST KD+LS DKD+LS
+PAIRS=${PAIRS:-}                          # empty: the table's pairs (grid/tables.py SSKD_PAIRS), e.g.
+                                          # "resnet56:resnet20 vgg13:vgg8"
+ROWS=${ROWS:-}                            # empty: the paper's (student KD FitNet AT SP VID RKD PKT AB FT
+                                          # CRD SSKD); later rows: DKD ReviewKD DIST KD+LS DKD+LS
 BASELINES=${BASELINES:-plus_kd}
 KD_WEIGHT=${KD_WEIGHT:-1}
 METRIC=${METRIC:-best}

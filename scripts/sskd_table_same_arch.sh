@@ -20,11 +20,13 @@ SLURM_MAX_RUNNING=${SLURM_MAX_RUNNING:-}  # at most this many cells at once
 SAVE_DIR=${SAVE_DIR:-./save/tables}
 SEEDS=${SEEDS:-"0"}                       # e.g. "0 1 2" for three runs per cell
 TEACHER_SEED=${TEACHER_SEED:-0}
-EPOCHS=${EPOCHS:-240}
+EPOCHS=${EPOCHS:-}                        # empty: each method's recipe (240)
 TEACHER_CKPT=${TEACHER_CKPT:-best}        # SSKD used the best-test-epoch teacher; RepDistiller the last
 PRETRAINED_TEACHERS=${PRETRAINED_TEACHERS:-}  # folder of RepDistiller's <arch>_vanilla/ckpt_epoch_240.pth
-PAIRS=${PAIRS:-"wrn_40_2:wrn_16_2 wrn_40_2:wrn_40_1 resnet56:resnet20 resnet32x4:resnet8x4 vgg13:vgg8"}
-ROWS=${ROWS:-"student KD FitNet AT SP VID RKD PKT AB FT CRD SSKD"}  # later rows: DKD ReviewKD DIST KD+LS DKD+LS
+PAIRS=${PAIRS:-}                          # empty: the table's pairs (grid/tables.py SSKD_PAIRS), e.g.
+                                          # "resnet56:resnet20 vgg13:vgg8"
+ROWS=${ROWS:-}                            # empty: the paper's (student KD FitNet AT SP VID RKD PKT AB FT
+                                          # CRD SSKD); later rows: DKD ReviewKD DIST KD+LS DKD+LS
 BASELINES=${BASELINES:-plus_kd}           # plus_kd: method + KD as the SSKD table; alone: RepDistiller's
 KD_WEIGHT=${KD_WEIGHT:-1}                 # alpha of the "+KD" baselines (RepDistiller's CRD+KD recipe)
 METRIC=${METRIC:-best}                    # SSKD reports the best epoch; RepDistiller the last
