@@ -55,11 +55,20 @@ def unit_fraction(text):
     return value
 
 
+def fraction(text):
+    """A share in [0, 1] (0 allowed: keep none)."""
+    value = _number(float, text, 0.0, True, "must be 0 or more")
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text} must be in [0, 1]")
+    return value
+
+
 def momentum(text):
-    """An SGD momentum in [0, 1): at 1 or more the velocity never decays and the update diverges."""
+    """A momentum in [0, 1) (SGD's, a memory bank's): at 1 or more the running average never decays
+    and the update diverges."""
     value = _number(float, text, 0.0, True, "must be 0 or more")
     if value >= 1:
-        raise argparse.ArgumentTypeError(f"{text} must be below 1 (SGD's velocity would never decay)")
+        raise argparse.ArgumentTypeError(f"{text} must be below 1 (at 1 or more the running average would never decay)")
     return value
 
 

@@ -118,5 +118,5 @@ def build(name, root=None, split="train", purpose="eval", views="plain", *, batc
                  (3, image_size, image_size), spec.mean, spec.std, crop, folder)
 
 
-__all__ = ["NAMES", "REGISTRY", "DatasetEntry", "DatasetError", "data_root_help", "entry", "DatasetNotFoundError", "ImageSet", "InMemoryLoader", "Split", "build",
-           "in_memory", "load_image_sets"]
+__all__ = ["NAMES", "REGISTRY", "DatasetEntry", "DatasetError", "DatasetNotFoundError", "ImageSet", "InMemoryLoader",
+           "Split", "build", "data_root_help", "entry", "in_memory", "load_image_sets"]

@@ -13,7 +13,6 @@ import torch
 from .errors import DatasetError, DatasetNotFoundError
 
 
-
 @dataclass(frozen=True)
 class Layout:
     """Where a CIFAR variant's pickles lie and what they hold."""

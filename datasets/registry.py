@@ -19,7 +19,6 @@ class DatasetEntry:
     std: Optional[tuple]
     root_holds: str             # what --data-root must hold (help texts)
     load: Optional[Callable] = None      # memory: (root, download) -> ((images, labels) train, test)
-    downloads: bool = False              # --download can fetch it
     class_subset: Optional[tuple] = None  # folder: the kept classes, by index among its sorted class folders
 
     @property
@@ -33,11 +32,11 @@ SSKD_CIFAR100_STD = (0.2675, 0.2565, 0.2761)
 
 REGISTRY = {e.name: e for e in (
     # RepDistiller's constants
-    DatasetEntry("cifar100", "memory", 100, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761), "cifar-100-python/",
-                 partial(cifar.load, layout=cifar.CIFAR100), downloads=True),
+    DatasetEntry("cifar100", "memory", cifar.CIFAR100.num_classes, (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761),
+                 "cifar-100-python/", partial(cifar.load, layout=cifar.CIFAR100)),
     # the mean and (population) std of CIFAR-10's train pixels; no reference table uses CIFAR-10
-    DatasetEntry("cifar10", "memory", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar-10-batches-py/",
-                 partial(cifar.load, layout=cifar.CIFAR10), downloads=True),
+    DatasetEntry("cifar10", "memory", cifar.CIFAR10.num_classes, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                 "cifar-10-batches-py/", partial(cifar.load, layout=cifar.CIFAR10)),
     DatasetEntry("digits", "memory", digits.NUM_CLASSES, None, None, "nothing (bundled with scikit-learn)",
                  digits.load),
     DatasetEntry("imagenet", "folder", None, imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD, "train/ and val/"),

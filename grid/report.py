@@ -15,7 +15,6 @@ from core.jsonio import RecordError, read_json_object
 from core.published import teacher_column, teacher_is_off
 
 
-
 def read_json(path):
     """A record as a dict; None where there is none yet (a cell not run); a damaged one is a
     RecordError naming it (make_table.py prints it as one line)."""

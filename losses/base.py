@@ -11,7 +11,7 @@ teacher `teacher_preact` where it differs, as ReviewKD's), `views`
 phase that runs before the main schedule.
 """
 import argparse
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, List, Optional
 
 import torch
@@ -20,24 +20,24 @@ import torch.nn.functional as F
 
 from core.errors import UserError
 from core.schedule import Schedule, parse_milestones
+from core.validate import fraction, momentum, non_negative_float, non_negative_int, positive_float, positive_int
 
 
 class MethodError(UserError, ValueError):
     """A method that cannot be built for the given architectures or arguments."""
 
 
-# what a numeric hyper-parameter's value can mean: (test, the message when it fails)
-BOUNDS = {"non_negative": (lambda v: v >= 0, "must be 0 or more"),
-          "positive": (lambda v: v > 0, "must be greater than 0"),
-          "fraction": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-          "momentum": (lambda v: 0 <= v < 1, "must be in [0, 1) (a momentum of 1 or more never forgets)")}
+# the argparse type of a numeric hyper-parameter, by (kind, bounds): the scripts' own validators
+NUMBER_TYPES = {("int", "non_negative"): non_negative_int, ("int", "positive"): positive_int,
+                ("float", "non_negative"): non_negative_float, ("float", "positive"): positive_float,
+                ("float", "fraction"): fraction, ("float", "momentum"): momentum}
 
 
 @dataclass(frozen=True)
 class HParam:
     """One hyper-parameter of a method: its flag is `--<name with dashes>` (`kd_T` -> `--kd-T`),
     its value a `kind` ('int', 'float', 'str', 'flag' (store_true) or 'ints' (comma list)); a
-    number's value must lie in `bounds` (a BOUNDS key)."""
+    number's value must lie in `bounds` (NUMBER_TYPES: non_negative, positive, fraction, momentum)."""
     name: str
     default: Any
     help: str = ""
@@ -51,20 +51,15 @@ class HParam:
 
     def parse(self, value):
         """The flag's argparse type: a bad value is one line naming the flag and the expected kind."""
+        if self.kind in ("int", "float") and self.choices is None:
+            return NUMBER_TYPES[(self.kind, self.bounds)](value)
         try:
             if self.kind == "ints":
                 return tuple(parse_milestones(value))
-            parsed = {"int": int, "float": float, "str": str, "flag": bool}[self.kind](value)
+            return {"int": int, "float": float, "str": str, "flag": bool}[self.kind](value)
         except ValueError:
             kind = {"ints": "a comma-separated list of integers", "int": "an integer"}.get(self.kind, "a number")
             raise argparse.ArgumentTypeError(f"'{value}' is not {kind}") from None
-        if self.kind in ("int", "float") and self.choices is None:
-            test, message = BOUNDS[self.bounds]
-            if parsed != parsed or parsed in (float("inf"), float("-inf")):
-                raise argparse.ArgumentTypeError(f"'{value}' is not a finite number")
-            if not test(parsed):
-                raise argparse.ArgumentTypeError(f"{value} {message}")
-        return parsed
 
 
 @dataclass(frozen=True)
