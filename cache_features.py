@@ -10,12 +10,12 @@ import os
 
 from tqdm import tqdm
 
-from core import distributed
+from core import distributed, process_clock
 from core.cli import add_precision_args, exit_on_user_error, run_in_process_group
 from core.jsonio import read_json
 from core.validate import Parser, writable_prefix
 from datasets.feature_cache import CacheMismatchError, FeatureCache, FeatureWriter, paths
-from engine.evaluation import add_backbone_args, eval_split, extract, load_backbone
+from engine.evaluation import add_backbone_args, backbone, cost, eval_split, extract, load_checkpoint
 
 
 def parse_args(argv=None):
@@ -30,13 +30,14 @@ def parse_args(argv=None):
 
 @exit_on_user_error
 def main(argv=None):
-    return run_in_process_group(cache, parse_args(argv))
+    started = process_clock.run_started()
+    return run_in_process_group(cache, parse_args(argv), started)
 
 
-def cache(args, info, device):
+def cache(args, info, device, started):
+    loaded = load_checkpoint(args, args.teacher, args.teacher_arch, args.teacher_format)
     split = eval_split(args, args.split, device, rank=info.rank, world_size=info.world_size)
-    net, loaded = load_backbone(args.teacher, split.norm, device, args.teacher_arch, args.teacher_format,
-                                args.channels_last)
+    net = backbone(loaded, split.norm, device, args.channels_last)
     dim = loaded.model.feat_dim
     source = {"kind": "teacher", "path": loaded.path, "sha256": loaded.sha256, "format": loaded.format.name,
               "arch": loaded.arch}
@@ -62,7 +63,7 @@ def cache(args, info, device):
     except BaseException:
         writer.abort()
         raise
-    writer.close()
+    writer.close(cost(started, device, info.world_size))
     if info.is_main:
         print(f"{len(split)} x {dim} teacher features ({loaded.arch}, {loaded.format.name}) of "
               f"{args.dataset}/{args.split} written to {args.out}.npy / {args.out}.json")

@@ -8,11 +8,12 @@ import os
 import numpy as np
 import torch
 
+from core import process_clock
 from core.cli import add_precision_args, exit_on_user_error, pick_device
 from core.errors import UserError
 from core.knn import KnnIndex, knn_top1
 from core.validate import Parser, int_list, require, writable_folder
-from engine.evaluation import (ResultPlace, add_backbone_args, check_dataset, eval_split, extract, load_backbone,
+from engine.evaluation import (ResultPlace, add_backbone_args, backbone, cost, eval_split, extract, load_checkpoint,
                                run_folder_of)
 
 
@@ -32,12 +33,12 @@ def parse_args(argv=None):
 
 @exit_on_user_error
 def main(argv=None):
+    started = process_clock.run_started()
     args = parse_args(argv)
     device = pick_device(args.device)
+    loaded = load_checkpoint(args, args.checkpoint, args.arch, args.format)
     train, test = eval_split(args, "train", device), eval_split(args, "test", device)
-    net, loaded = load_backbone(args.checkpoint, train.norm, device, args.arch, args.format,
-                                args.channels_last)
-    check_dataset(loaded, args.dataset, args.other_dataset)
+    net = backbone(loaded, train.norm, device, args.channels_last)
     if max(args.ks) > len(train):
         raise UserError(f"-k {max(args.ks)}: the {args.dataset} train split has only {len(train)} images")
     run = run_folder_of(args.checkpoint)
@@ -68,7 +69,7 @@ def main(argv=None):
         for k, acc in results.items():   # the reference's one-number text files
             np.savetxt(os.path.join(save, f"nn_{k}_acc_epoch_{int(epoch):03d}.txt"), [acc])
     where = place.write({"top1": results, "dataset": args.dataset, "checkpoint": os.path.abspath(args.checkpoint),
-                         "backend": index.backend, "epoch": epoch, "arch": loaded.arch})
+                         "backend": index.backend, "epoch": epoch, "arch": loaded.arch, **cost(started, device)})
     for k, acc in results.items():
         print(f"{k}-NN top-1: {acc:.2f}")
     print(where)

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core import process_clock
 from core.checkpoint import save_atomic
 from core.cli import add_compile_arg, add_precision_args, exit_on_user_error, pick_device, seed_everything
 from core.compile import compile_step, mark_step_begin, resolve_mode
@@ -20,7 +21,7 @@ from core.schedule import set_lr, step_lr
 from core.validate import (Parser, int_list, momentum, non_negative_float, non_negative_int, positive_float, positive_int,
                            writable_folder)
 from datasets.feature_cache import CacheMismatchError, FeatureCache, FeatureWriter
-from engine.evaluation import (ResultPlace, add_backbone_args, check_dataset, eval_split, extract, load_backbone,
+from engine.evaluation import (ResultPlace, add_backbone_args, backbone, cost, eval_split, extract, load_checkpoint,
                                pooled_features, run_folder_of)
 from engine.loops import topk_correct, train_one_epoch
 
@@ -98,13 +99,13 @@ def train_features(net, split, save, source, use_cache, amp="off"):
 
 @exit_on_user_error
 def main(argv=None):
+    started = process_clock.run_started()
     args = parse_args(argv)
     seed_everything(args.seed)
     device = pick_device(args.device)
+    loaded = load_checkpoint(args, args.checkpoint, args.arch, args.format)
     train, test = eval_split(args, "train", device), eval_split(args, "test", device)
-    net, loaded = load_backbone(args.checkpoint, train.norm, device, args.arch, args.format,
-                                args.channels_last)
-    check_dataset(loaded, args.dataset, args.other_dataset)
+    net = backbone(loaded, train.norm, device, args.channels_last)
     if args.use_cache and len(train) < args.batch_size:   # floor(N / B) batches per epoch, as the reference
         raise UserError(f"--use-cache with --batch-size {args.batch_size} trains 0 steps: the {args.dataset} train "
                         f"split has {len(train)} images; lower --batch-size")
@@ -157,7 +158,8 @@ def main(argv=None):
     save_atomic({"state_dict": head.state_dict(), "epoch": args.epochs, "best": best, "last": last},
                 os.path.join(save, head_name))
     result = {"last": last, "best": best, "dataset": args.dataset, "use_cache": args.use_cache,
-              "checkpoint": os.path.abspath(args.checkpoint), "arch": loaded.arch, "epochs": args.epochs}
+              "checkpoint": os.path.abspath(args.checkpoint), "arch": loaded.arch, "epochs": args.epochs,
+              **cost(started, device)}
     where = place.write(result)
     print(f"linear top-1 {last['top1']:.2f} (best {best['top1']:.2f}); {where}")
     return {**result, "key": key}

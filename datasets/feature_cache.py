@@ -71,7 +71,8 @@ class FeatureWriter:
         if self.create and os.path.exists(self.npy):
             os.remove(self.npy)
 
-    def close(self):
+    def close(self, cost=None):
+        """Publish the index (with `cost`, what writing the cache cost: kept out of its fingerprint)."""
         self.array.flush()
         del self.array
         written = all_reduce_sum_tensor(torch.from_numpy(self.written).to(torch.int32))  # rows written by any process
@@ -81,7 +82,7 @@ class FeatureWriter:
         if not self.create:
             return
         with open(self.meta_path + ".tmp", "w") as f:
-            json.dump(self.meta, f)
+            json.dump({**self.meta, **({"cost": cost} if cost else {})}, f)
         os.replace(self.meta_path + ".tmp", self.meta_path)
 
 
@@ -113,8 +114,9 @@ class FeatureCache:
     @property
     def fingerprint(self):
         """sha256 of what the features depend on: the data, the crop, the teacher file's content
-        (not where the cache or the teacher file lie)."""
-        meta = {**self.meta, "source": {k: v for k, v in self.meta.get("source", {}).items() if k != "path"}}
+        (not where the cache or the teacher file lie, nor what writing it cost)."""
+        meta = {**{k: v for k, v in self.meta.items() if k != "cost"},
+                "source": {k: v for k, v in self.meta.get("source", {}).items() if k != "path"}}
         return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
 
     def check(self, identity, source=None):

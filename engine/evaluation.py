@@ -5,6 +5,7 @@ batched extraction of pooled features."""
 import hashlib
 import json
 import os
+import time
 
 import torch
 
@@ -19,6 +20,10 @@ from models import weights
 from .distill import FrozenNet
 
 
+# the data set of a checkpoint that records none: the published self-supervised teachers' ImageNet
+UNRECORDED_DATASET = "imagenet"
+
+
 def add_backbone_args(parser, checkpoint_flags=("--checkpoint", "--weights"), arch_flag="--arch",
                       format_flag="--format"):
     """The checkpoint and data flags shared by the evaluation and caching scripts."""
@@ -28,7 +33,9 @@ def add_backbone_args(parser, checkpoint_flags=("--checkpoint", "--weights"), ar
                         help="only for checkpoints that neither record the architecture nor let it be recognised")
     parser.add_argument(format_flag, dest=format_flag.lstrip("-").replace("-", "_"), default="auto",
                         choices=["auto", *weights.FORMAT_NAMES], help="checkpoint layout (models/weights.py)")
-    parser.add_argument("--dataset", default="imagenet", choices=datasets.NAMES)
+    parser.add_argument("--dataset", default=None, choices=datasets.NAMES,
+                        help="default: the data set the checkpoint records (this project's runs), else "
+                             f"{UNRECORDED_DATASET} (published checkpoints record none)")
     parser.add_argument("--data-root", default="./data", help=datasets.data_root_help())
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--device", default="auto")
@@ -40,6 +47,12 @@ def add_backbone_args(parser, checkpoint_flags=("--checkpoint", "--weights"), ar
     add_image_folder_args(parser)
 
 
+def cost(started, device, processes=1):
+    """What an evaluation or caching cell cost, for the table's report: its whole wall time (from
+    `started`, its process's start) on `processes` devices of `device`'s kind."""
+    return {"wall_seconds": round(time.time() - started, 1), "processes": processes, "device": device.type}
+
+
 def eval_split(args, split, device, purpose="eval", generator=None, rank=0, world_size=1):
     """One split of args.dataset, un-augmented (or with the linear probe's augmentation)."""
     return datasets.build(args.dataset, args.data_root, split, purpose, batch_size=args.batch_size, device=device,
@@ -47,11 +60,21 @@ def eval_split(args, split, device, purpose="eval", generator=None, rank=0, worl
                           workers=args.workers, decode=args.decode)
 
 
-def load_backbone(path, data_norm, device, arch=None, fmt="auto", channels_last=False):
-    """(frozen backbone on `device`, weights.Loaded) of a checkpoint of any supported layout."""
+def load_checkpoint(args, path, arch=None, fmt="auto"):
+    """weights.Loaded of a checkpoint of any supported layout, read before the data: a --dataset
+    left out becomes the data set the checkpoint records (else UNRECORDED_DATASET), and one
+    recorded on another data set than --dataset needs --other-dataset."""
     loaded = weights.load(path, arch, fmt)
+    if args.dataset is None:
+        args.dataset = loaded.dataset or UNRECORDED_DATASET
+    check_dataset(loaded, args.dataset, args.other_dataset)
+    return loaded
+
+
+def backbone(loaded, data_norm, device, channels_last=False):
+    """The loaded network as a frozen backbone on `device`, fed images normalised with `data_norm`."""
     net = FrozenNet(loaded.model, data_norm, loaded.input_norm).to(device)
-    return (net.to(memory_format=torch.channels_last) if channels_last else net), loaded
+    return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
 @torch.no_grad()

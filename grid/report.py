@@ -111,14 +111,18 @@ def flagged(row, metric):
     return row["kind"] == "teacher" and s is not None and teacher_is_off(s["mean"], row["paper"])
 
 
-def _footer(rows, unit):
-    total = sum(r["hours"] for r in rows)
+def _footer(rows, unit, caching=None):
+    """The cost line; `caching`: the SimReg table's feature caches (shared by rows, in the total)."""
+    total = sum(r["hours"] for r in rows) + (caching or 0.0)
     done = sum(r["done"] for r in rows)
     per_cell = total / done if done else 0.0
     epochs = sum(r.get("epoch_hours", 0.0) for r in rows)
+    evaluations = "" if caching is None else (f"; a row's figure includes its k-NN and linear-probe cells, and the "
+                                              f"total the teacher-feature caches, {caching:.3f}")
     return ["", f"Cost: {total:.3f} {unit} for {done} finished training cells of {sum(r['cells'] for r in rows)} "
                 f"({per_cell:.3f} per cell; each cell's whole wall time, from its launch to its summary with its "
-                f"init phase, × processes, from the cells' summary.json; the epochs alone: {epochs:.3f})."]
+                f"init phase, × processes, from the cells' records{evaluations}; the epochs alone: "
+                f"{epochs:.3f})."]
 
 
 def markdown_distill(rows, protocol, metric, unit):
@@ -148,14 +152,21 @@ def csv_distill(rows, path):
 # --- the SimReg table ---------------------------------------------------------------------------
 
 def collect_simreg(manifest, paper=None):
-    """Rows: dicts with row, teacher, student, nn1 / linear stats, the paper's, hours, cells."""
-    groups, summaries = {}, []
+    """(rows, unit, caching hours). Rows: dicts with row, teacher, student, nn1 / linear stats, the
+    paper's, hours (training, k-NN and linear cells), epoch_hours, cells."""
+    groups, summaries, caching = {}, [], 0.0
     for cell in manifest["cells"]:
         labels = cell.get("labels") or {}
         if labels.get("table") != "simreg":
             continue
-        e = groups.setdefault(labels["row"], {"labels": labels, "nn1": [], "linear": [], "hours": 0.0, "cells": 0,
-                                              "done": 0})
+        if labels.get("kind") == "teacher_feats":   # a cache shared by rows: charged to the table
+            index = read_json(labels["index"])
+            if index and isinstance(index.get("cost"), dict):
+                summaries.append(index["cost"])
+                caching += _hours(index["cost"])
+            continue
+        e = groups.setdefault(labels["row"], {"labels": labels, "nn1": [], "linear": [], "hours": 0.0,
+                                              "epoch_hours": 0.0, "cells": 0, "done": 0})
         e["cells"] += 1
         s = read_json(os.path.join(cell["folder"], "summary.json"))
         if not s:
@@ -163,7 +174,10 @@ def collect_simreg(manifest, paper=None):
         summaries.append(s)
         if s.get("last"):
             e["done"] += 1
-            e["hours"] += _hours(s)
+            # the training cell and its k-NN and linear-probe cells (their results carry their own cost)
+            e["hours"] += _hours(s) + sum(_hours(s[tool]) for tool in ("knn", "linear")
+                                          if isinstance(s.get(tool), dict))
+            e["epoch_hours"] += _hours(s, epochs_only=True)
         nn1 = ((s.get("knn") or {}).get("top1") or {}).get("1")
         linear = ((s.get("linear") or {}).get("last") or {}).get("top1")
         if nn1 is not None:
@@ -177,30 +191,32 @@ def collect_simreg(manifest, paper=None):
         ref = published[k] if k is not None and k < len(published) else {}
         rows.append({"row": name, "teacher": ref.get("teacher", e["labels"]["teacher"]), "student": e["labels"]["student"],
                      "nn1": _stats(e["nn1"]), "linear": _stats(e["linear"]), "paper_nn1": ref.get("nn1"),
-                     "paper_linear": ref.get("linear"), "hours": e["hours"], "cells": e["cells"], "done": e["done"]})
-    return rows, _device(summaries)
+                     "paper_linear": ref.get("linear"), "hours": e["hours"], "epoch_hours": e["epoch_hours"],
+                     "cells": e["cells"], "done": e["done"]})
+    return rows, _device(summaries), caching
 
 
-def markdown_simreg(rows, protocol, unit):
+def markdown_simreg(rows, protocol, unit, caching=0.0):
     lines = [f"Protocol: {protocol}", "",
              f"| row | teacher → student | 1-NN, ours | paper | ours − paper | linear, ours | paper | ours − paper "
-             f"| {unit} |", "|---|---|---|---|---|---|---|---|---|"]
+             f"| {unit} | training epochs only |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['row']} | {r['teacher']} → {r['student']} | {_fmt(r['nn1'])} | {_paper(r['paper_nn1'])} | "
                      f"{_diff(r['nn1'], r['paper_nn1'])} | {_fmt(r['linear'])} | {_paper(r['paper_linear'])} | "
-                     f"{_diff(r['linear'], r['paper_linear'])} | {r['hours']:.3f} |")
-    return "\n".join(lines + _footer(rows, unit)) + "\n"
+                     f"{_diff(r['linear'], r['paper_linear'])} | {r['hours']:.3f} | {r['epoch_hours']:.3f} |")
+    return "\n".join(lines + _footer(rows, unit, caching)) + "\n"
 
 
 def csv_simreg(rows, path):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["row", "teacher", "student", "nn1_mean", "nn1_std", "linear_mean", "linear_std", "n",
-                    "paper_nn1", "paper_linear", "hours"])
+                    "paper_nn1", "paper_linear", "hours", "epoch_hours"])
         for r in rows:
             nn1, linear = r["nn1"] or {}, r["linear"] or {}
             w.writerow([r["row"], r["teacher"], r["student"], nn1.get("mean"), nn1.get("std"), linear.get("mean"),
-                        linear.get("std"), nn1.get("n", 0), r["paper_nn1"], r["paper_linear"], round(r["hours"], 4)])
+                        linear.get("std"), nn1.get("n", 0), r["paper_nn1"], r["paper_linear"], round(r["hours"], 4),
+                        round(r["epoch_hours"], 4)])
 
 
 # --- the chart ----------------------------------------------------------------------------------
@@ -262,8 +278,8 @@ def write_reports(manifest_path, out_prefix, paper_tables=None, metric=None):
     protocol = spec.get("protocol", "")
     title = protocol.split(";")[0] if protocol else "grid"
     if spec.get("kind") == "simreg":
-        rows, unit = collect_simreg(manifest, paper)
-        text = markdown_simreg(rows, protocol, unit)
+        rows, unit, caching = collect_simreg(manifest, paper)
+        text = markdown_simreg(rows, protocol, unit, caching)
         csv_simreg(rows, out_prefix + ".csv")
         bars = [(r["row"], probe, r[probe], r[f"paper_{probe}"])
                 for r in rows for probe in ("nn1", "linear")]

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
+from core.dataclass_flags import flag_metadata
+from core.validate import non_negative_float, non_negative_int, positive_int
+
 from .cells import Cell
 
 # a paper row -> (our --method, its loss weights); None: the method's own standard weights
@@ -32,22 +35,34 @@ class DistillationGrid:
     """pairs 'teacher:student'; rows: paper rows (ROWS) or any --method name; seeds of the students.
     `baselines` 'plus_kd' adds KD (alpha = kd_weight) to the feature baselines, as the SSKD tables;
     'alone' trains them with CE + method only (RepDistiller's tables)."""
-    pairs: List[str]
-    rows: List[str]
-    seeds: List[int] = field(default_factory=lambda: [0])
-    dataset: str = "cifar100"
-    data_root: str = "./data"
-    download: bool = False
-    epochs: Optional[int] = None
-    teacher_epochs: Optional[int] = None
-    teacher_seed: int = 0
-    teacher_ckpt: str = "best"            # SSKD used the best-test-epoch teacher; RepDistiller the last
-    pretrained_teachers: Optional[str] = None   # a folder of published teachers (scripts/fetch_teachers.py)
-    baselines: str = "plus_kd"
-    kd_weight: float = 1.0
-    extra_args: List[str] = field(default_factory=list)     # every command
-    student_args: List[str] = field(default_factory=list)   # student commands
-    overrides: Dict[str, List[str]] = field(default_factory=dict)   # row -> extra flags of its cells
+    pairs: List[str] = field(metadata=flag_metadata("space-separated teacher:student pairs"))
+    rows: List[str] = field(metadata=flag_metadata("space-separated rows: paper rows (" + " ".join(ROWS) +
+                                                   ") or any --method"))
+    seeds: List[int] = field(default_factory=lambda: [0],
+                             metadata=flag_metadata("space-separated student seeds", parse=non_negative_int))
+    dataset: str = field(default="cifar100", metadata=flag_metadata("the data set of every cell"))
+    data_root: str = field(default="./data", metadata=flag_metadata("the data set's folder"))
+    download: bool = field(default=False, metadata=flag_metadata("download the data set (CIFAR) first"))
+    epochs: Optional[int] = field(default=None, metadata=flag_metadata(
+        "epochs of every cell (default: each method's recipe, 240 for CIFAR)", parse=positive_int))
+    teacher_epochs: Optional[int] = field(default=None, metadata=flag_metadata(
+        "epochs of the teachers trained here (default: --epochs, else the recipe)", parse=positive_int))
+    teacher_seed: int = field(default=0, metadata=flag_metadata("seed of the teachers trained here",
+                                                                parse=non_negative_int))
+    # SSKD used the best-test-epoch teacher; RepDistiller the last
+    teacher_ckpt: str = field(default="best", metadata=flag_metadata(
+        "which checkpoint of a teacher trained here its students load", choices=("best", "last")))
+    pretrained_teachers: Optional[str] = field(default=None, metadata=flag_metadata(
+        "folder of published teachers, <arch>_vanilla/ckpt_epoch_240.pth (scripts/fetch_teachers.sh)"))
+    baselines: str = field(default="plus_kd", metadata=flag_metadata(
+        "plus_kd: the feature baselines add KD (the SSKD tables); alone: CE + method (RepDistiller's)",
+        choices=("plus_kd", "alone")))
+    kd_weight: float = field(default=1.0, metadata=flag_metadata("KD's weight (alpha) beside a plus_kd baseline",
+                                                                 parse=non_negative_float))
+    extra_args: List[str] = field(default_factory=list, metadata=flag_metadata("appended to every command"))
+    student_args: List[str] = field(default_factory=list, metadata=flag_metadata("appended to student commands"))
+    # row -> extra flags of its cells (a grid file's field: no flag)
+    overrides: Dict[str, List[str]] = field(default_factory=dict)
 
     def check(self):
         for pair in self.pairs:
@@ -142,22 +157,33 @@ class SimRegTable:
     None leave the method's own value (losses/simreg.py: its recipe and head; the batch is global,
     over `nproc` processes): a command carries only what was set. `cached` None keeps each row's own
     choice (the paper cached rows 2-4)."""
-    rows: List[Union[int, dict]] = field(default_factory=lambda: list(range(len(SIMREG_ROWS))))
-    seeds: List[int] = field(default_factory=lambda: [0])
-    dataset: str = "imagenet"
-    data_root: str = "./data/imagenet"
-    weights_dir: str = "./weights"
-    cached: Optional[bool] = None
-    mlp_layers: Optional[int] = None
-    epochs: Optional[int] = None
-    batch_size: Optional[int] = None
-    nproc: int = 4      # processes (GPUs) per node of a caching / training cell
-    nodes: int = 1      # nodes per caching / training cell (the slurm executor)
-    ks: str = "1,20"
-    extra_args: List[str] = field(default_factory=list)    # the caching and the training commands
-    train_args: List[str] = field(default_factory=list)    # train_student.py only
-    linear_args: List[str] = field(default_factory=list)   # eval_linear.py
-    knn_args: List[str] = field(default_factory=list)      # eval_knn.py
+    rows: List[Union[int, dict]] = field(default_factory=lambda: list(range(len(SIMREG_ROWS))), metadata=flag_metadata(
+        f"space-separated rows of the table (0-{len(SIMREG_ROWS) - 1})", parse=non_negative_int))
+    seeds: List[int] = field(default_factory=lambda: [0], metadata=flag_metadata("space-separated student seeds",
+                                                                                 parse=non_negative_int))
+    dataset: str = field(default="imagenet", metadata=flag_metadata("the data set of every cell",
+                                                                    choices=("imagenet", "imagenet100")))
+    data_root: str = field(default="./data/imagenet", metadata=flag_metadata("ImageFolder with train/ and val/"))
+    weights_dir: str = field(default="./weights", metadata=flag_metadata("the teachers' published files"))
+    cached: Optional[bool] = field(default=None, metadata=flag_metadata(
+        "1: every row from cached teacher features, 0: none (default: as the paper, rows 2-4)"))
+    mlp_layers: Optional[int] = field(default=None, metadata=flag_metadata(
+        "layers of the prediction head (default: the method's, train_student.py --help)", parse=positive_int))
+    epochs: Optional[int] = field(default=None, metadata=flag_metadata(
+        "training epochs (default: the method's recipe)", parse=positive_int))
+    batch_size: Optional[int] = field(default=None, metadata=flag_metadata(
+        "global batch over the processes of a cell (default: the method's recipe)", parse=positive_int))
+    nproc: int = field(default=4, metadata=flag_metadata("processes (GPUs) per node of a caching / training cell",
+                                                         parse=positive_int))
+    nodes: int = field(default=1, metadata=flag_metadata("nodes per caching / training cell (--executor slurm)",
+                                                         parse=positive_int))
+    ks: str = field(default="1,20", metadata=flag_metadata("the k of the k-NN evaluations"))
+    extra_args: List[str] = field(default_factory=list, metadata=flag_metadata(
+        "appended to the caching and training commands"))
+    train_args: List[str] = field(default_factory=list, metadata=flag_metadata("appended to the training commands"))
+    linear_args: List[str] = field(default_factory=list, metadata=flag_metadata(
+        "appended to eval_linear.py, e.g. --use-cache"))
+    knn_args: List[str] = field(default_factory=list, metadata=flag_metadata("appended to eval_knn.py"))
 
     def set_flags(self):
         """The training flags of the fields a user set (None: the method's own value)."""
@@ -208,8 +234,10 @@ def expand_simreg(table, out):
             if name not in caches:
                 args = ["--teacher", teacher, "--teacher-format", row["format"], *data, "--split", "train",
                         "--out", prefix, "--no-progress", *table.extra_args]
+                # the report charges a cache (shared by the rows of its teacher) to the table, from its index
                 caches[name] = Cell(name, "cache_features.py", args, os.path.dirname(prefix), nproc=table.nproc,
-                                    nodes=table.nodes, resumable=False, done_file=prefix + ".json")
+                                    nodes=table.nodes, resumable=False, done_file=prefix + ".json",
+                                    labels={"table": "simreg", "kind": "teacher_feats", "index": prefix + ".json"})
                 cells.append(caches[name])
             source, needs = ["--teacher-feats", prefix], [name]
         for seed in table.seeds:

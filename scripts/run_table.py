@@ -22,8 +22,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from core.dataclass_flags import add_dataclass_args, dataclass_values  # noqa: E402
 from core.errors import UserError  # noqa: E402
-from core.validate import writable_folder  # noqa: E402
+from core.validate import Parser, writable_folder  # noqa: E402
 from grid import tables  # noqa: E402
 from grid.cells import ROOT, in_order  # noqa: E402
 from grid.local import LocalExecutor  # noqa: E402
@@ -31,51 +32,20 @@ from grid.state import DONE, Records, cell_state  # noqa: E402
 from make_table import print_grid_report  # noqa: E402
 
 
-def _split(text):
-    return text.split() if text else []
+# DistillationGrid fields an SSKD table fixes: its paper's data set; overrides are a grid file's
+SSKD_FIXED = ("dataset", "overrides")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="kind", required=True)
-    sskd = sub.add_parser("sskd", help="an SSKD paper table")
+    sskd = sub.add_parser("sskd", help="an SSKD paper table (CIFAR-100)")
     sskd.add_argument("--table", choices=sorted(tables.SSKD_PAIRS), required=True)
-    sskd.add_argument("--pairs", default=None, help="space-separated teacher:student pairs (default: the table's)")
-    sskd.add_argument("--rows", default=" ".join(tables.SSKD_ROWS),
-                      help="space-separated rows (default: the SSKD paper's; also " +
-                      " ".join(r for r in tables.ROWS if r not in tables.SSKD_ROWS) + ", or any --method)")
-    sskd.add_argument("--seeds", default="0", help="space-separated student seeds")
-    sskd.add_argument("--data-root", default="./data")
-    sskd.add_argument("--download", action="store_true")
-    sskd.add_argument("--epochs", type=int, default=None, help="default: each method's recipe (240)")
-    sskd.add_argument("--teacher-seed", type=int, default=0)
-    sskd.add_argument("--teacher-ckpt", choices=("best", "last"), default="best")
-    sskd.add_argument("--pretrained-teachers", default=None,
-                      help="folder of <arch>_vanilla/ckpt_epoch_240.pth (scripts/fetch_teachers.sh)")
-    sskd.add_argument("--baselines", choices=("plus_kd", "alone"), default="plus_kd")
-    sskd.add_argument("--kd-weight", type=float, default=1.0)
-    sskd.add_argument("--extra-args", default="", help="appended to every command")
-    sskd.add_argument("--student-args", default="", help="appended to student commands")
+    # the table's data set is the paper's; the pairs and rows default to the table's
+    add_dataclass_args(sskd, tables.DistillationGrid, skip=SSKD_FIXED,
+                       shown_defaults={"pairs": "the table's", "rows": "the SSKD paper's: " + " ".join(tables.SSKD_ROWS)})
     simreg = sub.add_parser("simreg", help="the SimReg paper table (ImageNet)")
-    simreg.add_argument("--rows", default=" ".join(str(i) for i in range(len(tables.SIMREG_ROWS))),
-                        help="space-separated rows of the table (0-4)")
-    simreg.add_argument("--seeds", default="0")
-    simreg.add_argument("--dataset", choices=("imagenet", "imagenet100"), default="imagenet")
-    simreg.add_argument("--data-root", default="./data/imagenet")
-    simreg.add_argument("--weights-dir", default="./weights", help="the teachers' published files")
-    simreg.add_argument("--cached", choices=("0", "1"), default=None,
-                        help="1: every row from cached teacher features, 0: none (default: as the paper, rows 2-4)")
-    simreg.add_argument("--mlp-layers", type=int, default=None, help="default: the method's (train_student.py --help)")
-    simreg.add_argument("--epochs", type=int, default=None, help="default: the method's recipe")
-    simreg.add_argument("--batch-size", type=int, default=None,
-                        help="global batch over the processes of a cell (default: the method's recipe)")
-    simreg.add_argument("--nproc-per-node", type=int, default=4,
-                        help="processes (GPUs) per node of a caching / training cell")
-    simreg.add_argument("--nodes", type=int, default=1, help="nodes per caching / training cell (--executor slurm)")
-    simreg.add_argument("--extra-args", default="", help="appended to the caching and training commands")
-    simreg.add_argument("--train-args", default="", help="appended to the training commands")
-    simreg.add_argument("--knn-args", default="", help="appended to eval_knn.py")
-    simreg.add_argument("--linear-args", default="", help="appended to eval_linear.py, e.g. --use-cache")
+    add_dataclass_args(simreg, tables.SimRegTable, renamed={"nproc": "--nproc-per-node"})
     user = sub.add_parser("grid", help="a grid written as JSON (the fields of grid.tables.DistillationGrid, or "
                                        '"kind": "simreg" and those of SimRegTable)')
     user.add_argument("file")
@@ -104,13 +74,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _ints(text, what):
-    try:
-        return [int(s) for s in text.split()]
-    except ValueError:
-        raise ValueError(f"{what} '{text}': space-separated integers") from None
-
-
 def check_rows(grid):
     """Every row of a distillation grid is a paper row or one of our methods."""
     if isinstance(grid, tables.SimRegTable):
@@ -124,19 +87,12 @@ def check_rows(grid):
 
 def build_grid(args):
     if args.kind == "sskd":
-        pairs = args.pairs.split() if args.pairs else tables.SSKD_PAIRS[args.table]
-        grid = tables.DistillationGrid(
-            pairs=pairs, rows=args.rows.split(), seeds=_ints(args.seeds, "seeds"), data_root=args.data_root,
-            download=args.download, epochs=args.epochs, teacher_seed=args.teacher_seed, teacher_ckpt=args.teacher_ckpt,
-            pretrained_teachers=args.pretrained_teachers, baselines=args.baselines, kd_weight=args.kd_weight,
-            extra_args=_split(args.extra_args), student_args=_split(args.student_args))
+        given = dataclass_values(args, tables.DistillationGrid)
+        given.setdefault("pairs", tables.SSKD_PAIRS[args.table])
+        given.setdefault("rows", list(tables.SSKD_ROWS))
+        grid = tables.DistillationGrid(**given)
     elif args.kind == "simreg":
-        grid = tables.SimRegTable(
-            rows=_ints(args.rows, "rows"), seeds=_ints(args.seeds, "seeds"), dataset=args.dataset,
-            data_root=args.data_root, weights_dir=args.weights_dir,
-            cached=None if args.cached is None else args.cached == "1", mlp_layers=args.mlp_layers,
-            epochs=args.epochs, batch_size=args.batch_size, nproc=args.nproc_per_node, nodes=args.nodes,
-            extra_args=_split(args.extra_args), train_args=_split(args.train_args), knn_args=_split(args.knn_args), linear_args=_split(args.linear_args))
+        grid = tables.SimRegTable(**dataclass_values(args, tables.SimRegTable))
     else:
         try:
             with open(args.file) as f:

@@ -33,10 +33,16 @@ def import_script(relative_path):
     path = os.path.join(ROOT, relative_path)
     name = os.path.splitext(os.path.basename(path))[0]
     if name not in sys.modules:
+        if os.path.dirname(path) not in sys.path:   # as when Python runs it: its siblings import
+            sys.path.append(os.path.dirname(path))
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
     return sys.modules[name]
 
 

@@ -193,7 +193,7 @@ CASES = [
     ("k_text", "knn", lambda w: K(w, "-k", "one,two"), "list of integers"),
     ("k_too_large", "knn", lambda w: K(w, "-k", "100000"), "has only"),
     ("knn_text_checkpoint", "knn", lambda w: ["--checkpoint", w["text"], "--dataset", "digits"], "not a PyTorch"),
-    ("knn_broken_data", "knn", lambda w: K(w, "--dataset", "cifar100", "--data-root", w["cifar_count"]),
+    ("knn_broken_data", "knn", lambda w: K(w, "--dataset", "cifar100", "--data-root", w["cifar_count"], "--other-dataset"),
      "7 labels"),
     ("knn_dataset_contradicts", "knn", lambda w: K(w, "--dataset", "cifar100", "--data-root", w["cifar_good"]),
      "trained on digits"),

@@ -232,8 +232,9 @@ def test_evaluation_results_are_reused_kept_beside_or_overwritten(tmp_path, caps
     train_teacher.main(TEACHER + ["--epochs", "1", "--save-dir", str(tmp_path), "--name", "r"])
     ckpt = str(tmp_path / "r" / "ckpt" / "last.pth")
     base = ["--checkpoint", ckpt, "--dataset", "digits", "--workers", "0"]
-    first = eval_knn.main(base + ["-k", "1"])
+    first = eval_knn.main(["--checkpoint", ckpt, "--workers", "0", "-k", "1"])   # --dataset: the one it records
     summary = tmp_path / "r" / "summary.json"
+    assert json.loads(summary.read_text())["knn"]["dataset"] == "digits"
     saved = summary.read_bytes()
     capsys.readouterr()
     assert eval_knn.main(base + ["-k", "1"]) == first and "already evaluated" in capsys.readouterr().out

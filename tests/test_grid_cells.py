@@ -97,3 +97,74 @@ def test_a_method_default_has_one_owner(monkeypatch, tmp_path, capsys, digits_te
     assert recorded["args"]["weight_decay"] == 3e-4 and recorded["args"]["epochs"] == 1
     assert recorded["args"]["batch_size"] == SimReg.recipe.batch_size
     assert summary["hparams"]["mlp_layers"] == 2
+
+
+def _flag_value(f, hint):
+    """A command-line text for a field and the value it must give: from the field's type (choices: the last)."""
+    import typing
+    kind = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Union else hint
+    if typing.get_origin(kind) is list:
+        item = typing.get_args(kind)[0]
+        return ("3 4", [3, 4]) if item is int or typing.get_origin(item) is typing.Union else ("x y", ["x", "y"])
+    if kind is bool:
+        return ("1", True) if hint is not bool else (None, True)
+    if f.metadata.get("choices"):
+        return f.metadata["choices"][-1], f.metadata["choices"][-1]
+    return {int: ("3", 3), float: ("0.5", 0.5), str: ("x", "x")}[kind]
+
+
+@pytest.mark.parametrize("kind", ["sskd", "simreg"])
+def test_runner_flags_are_the_grid_dataclass_fields(kind, tmp_path):
+    """run_table.py's table flags come from the grid dataclasses: a flag left out leaves the field's
+    own default, every field (but those the SSKD table fixes: its data set, a grid file's overrides)
+    has a flag, and a flag set reaches its field."""
+    import dataclasses
+    import typing
+
+    from conftest import import_script
+    run_table = import_script("scripts/run_table.py")
+    cls = tables.DistillationGrid if kind == "sskd" else tables.SimRegTable
+    head = [kind] + (["--table", "cross_architecture"] if kind == "sskd" else [])
+    out = ["--out", str(tmp_path)]
+    untouched = run_table.build_grid(run_table.parse_args(head + out))
+    assert untouched == (tables.DistillationGrid(pairs=tables.SSKD_PAIRS["cross_architecture"], rows=tables.SSKD_ROWS)
+                         if kind == "sskd" else tables.SimRegTable())
+    fixed = run_table.SSKD_FIXED if kind == "sskd" else ()
+    renamed = {"nproc": "--nproc-per-node"}
+    given = {"pairs": ("a:b c:d", ["a:b", "c:d"]), "rows": ("KD CRD", ["KD", "CRD"]) if kind == "sskd" else ("1 3", [1, 3])}
+    hints = typing.get_type_hints(cls)
+    argv, want = list(head), {}
+    for f in dataclasses.fields(cls):
+        if f.name in fixed:
+            continue
+        text, value = given.get(f.name) or _flag_value(f, hints[f.name])
+        argv += [renamed.get(f.name, "--" + f.name.replace("_", "-"))] + ([text] if text is not None else [])
+        want[f.name] = value
+    grid = run_table.build_grid(run_table.parse_args(argv + out))
+    assert {name: getattr(grid, name) for name in want} == want   # a field without its flag: argparse exits
+
+
+def test_a_new_grid_field_gets_its_flag_or_fails_loudly():
+    """A field added to a dataclass appears on the command line with its help and default; one
+    whose type has no flag form stops the parser's construction unless it is skipped."""
+    import argparse
+    from dataclasses import dataclass, field
+    from typing import Dict, List, Optional
+
+    from core.dataclass_flags import add_dataclass_args, dataclass_values, flag_metadata
+
+    @dataclass
+    class Toy:
+        widths: List[int] = field(default_factory=lambda: [2, 3], metadata=flag_metadata("the widths"))
+        warm: Optional[bool] = None
+        lr: float = field(default=0.1, metadata=flag_metadata("a rate of 50%"))
+        table: Dict[str, int] = field(default_factory=dict)
+
+    with pytest.raises(TypeError, match="Toy.table"):
+        add_dataclass_args(argparse.ArgumentParser(), Toy)
+    parser = argparse.ArgumentParser()
+    add_dataclass_args(parser, Toy, skip=("table",))
+    assert "the widths (default: 2 3)" in " ".join(parser.format_help().split())
+    assert "a rate of 50% (default: 0.1)" in " ".join(parser.format_help().split())
+    assert Toy(**dataclass_values(parser.parse_args([]), Toy)) == Toy()
+    assert dataclass_values(parser.parse_args(["--widths", "5", "--warm", "0"]), Toy) == {"widths": [5], "warm": False}

@@ -98,19 +98,32 @@ def test_a_damaged_cell_record_is_one_error_line(tmp_path, capsys, text):
 
 
 def test_simreg_report(tmp_path, capsys):
+    """1-NN and linear beside the paper's; a row is charged its training cell and its k-NN and
+    linear-probe cells, the table also the teacher-feature cache its rows share."""
     out = tmp_path / "out"
     folder = str(out / "simreg" / "simreg_moco_resnet18_seed0")
-    _summary(folder, last={"epoch": 130}, train_seconds=7200, processes=4, device="cuda",
-             knn={"top1": {"1": 55.0, "20": 58.0}}, linear={"last": {"top1": 65.5}})
+    gpu = {"device": "cuda", "processes": 1}
+    _summary(folder, last={"epoch": 130}, train_seconds=7200, wall_seconds=7920, processes=4, device="cuda",
+             knn={"top1": {"1": 55.0, "20": 58.0}, "wall_seconds": 360, **gpu},
+             linear={"last": {"top1": 65.5}, "wall_seconds": 1800, **gpu})
+    index = out / "teacher_feats" / "moco_imagenet_train.json"
+    index.parent.mkdir(parents=True)
+    index.write_text(json.dumps({"format": 1, "cost": {"wall_seconds": 900, "processes": 4, "device": "cuda"}}))
     labels = {"table": "simreg", "paper_row": 1, "row": "simreg_moco_resnet18", "student": "resnet18",
               "teacher": "moco_v2_800ep_pretrain.pth.tar", "seed": 0}
-    _manifest(out, [{"name": "simreg/simreg_moco_resnet18_seed0", "folder": folder, "labels": labels},
+    _manifest(out, [{"name": "teacher_feats/moco_imagenet_train", "folder": str(index.parent),
+                     "labels": {"table": "simreg", "kind": "teacher_feats", "index": str(index)}},
+                    {"name": "simreg/simreg_moco_resnet18_seed0", "folder": folder, "labels": labels},
                     {"name": "simreg/simreg_moco_resnet18_seed0/knn", "folder": folder, "labels": {}}],
               {"kind": "simreg", "paper": "simreg", "protocol": "SimReg table; test"})
     md = make_table(["--grid", out], capsys)
     row = next(line for line in md.splitlines() if line.startswith("| simreg_moco_resnet18 "))
     assert "MoCo-v2 ResNet-50 → resnet18" in row
-    assert "| 55.00 (n=1) | 54.80 | +0.20 | 65.50 (n=1) | 65.10 | +0.40 | 8.000 |" in row
+    # 7920 s x 4 + 360 s + 1800 s = 9.4 GPU-hours; the epochs alone 7200 s x 4 = 8
+    assert "| 55.00 (n=1) | 54.80 | +0.20 | 65.50 (n=1) | 65.10 | +0.40 | 9.400 | 8.000 |" in row
+    assert "Cost: 10.400 GPU-hours for 1 finished training cells of 1" in md   # + the cache, 900 s x 4
+    assert "the teacher-feature caches, 1.000" in md
+    assert float(next(csv.DictReader(open(out / "report.csv")))["hours"]) == pytest.approx(9.4)
     from PIL import Image
     assert Image.open(out / "report.png").size[1] == 400
 

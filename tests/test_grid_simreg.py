@@ -1,8 +1,8 @@
 """A SimReg grid through scripts/run_table.py on digits: a row trained from cached teacher features
 (cache_features.py first) and a live-teacher row, caching and training under torchrun (2 CPU
 processes each), each followed by its k-NN and linear-probe
-cells; the report's 1-NN and linear numbers are the run folders' summary.json values, and running
-the grid again starts nothing."""
+cells; the report's 1-NN and linear numbers are the run folders' summary.json values, its cost
+counts every cell, and running the grid again starts nothing."""
 import csv
 import json
 import os
@@ -41,6 +41,12 @@ def test_simreg_grid_caches_trains_and_evaluates(tmp_path, digits_teacher):
         assert float(report[name]["nn1_mean"]) == pytest.approx(s["knn"]["top1"]["1"])
         assert float(report[name]["linear_mean"]) == pytest.approx(s["linear"]["last"]["top1"])
         assert s["linear"]["epochs"] == 2 and s["processes"] == 2   # trained under torchrun
+        # the row's cost: the training cell's whole wall time and its evaluation cells'
+        evaluations = (s["knn"]["wall_seconds"] + s["linear"]["wall_seconds"]) / 3600
+        assert evaluations > 0 and s["knn"]["processes"] == s["linear"]["processes"] == 1
+        assert float(report[name]["hours"]) == pytest.approx(s["wall_seconds"] * 2 / 3600 + evaluations, abs=1e-4)
+    cache_cost = json.loads((prefix.parent / (prefix.name + ".json")).read_text())["cost"]
+    assert cache_cost["processes"] == 2 and cache_cost["wall_seconds"] > 0
     md = (out / "report.md").read_text()
     assert "| cached | t/ckpt/last.pth" not in md and "| live | last.pth → resnet8 |" in md
 
