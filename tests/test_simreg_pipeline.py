@@ -144,10 +144,13 @@ def test_view_pairing():
 @pytest.mark.slow
 def test_strong_pairs_train_with_gpu_decode(tmp_path, imagefolder_root, teacher_ckpt):
     """--decode gpu with separate weak (teacher) and strong (student) views trains SimReg as the PIL
-    path does: the same draws, so the losses agree up to the kernels' rounding."""
+    path does: the same draws, so the first epoch's losses agree up to the kernels' rounding. (One
+    epoch: later the two trajectories drift apart chaotically, by 0.2 % to 1.9 % at epoch 2
+    depending on the thread count.)"""
     runs = {decode: _student(tmp_path, imagefolder_root, ["--teacher", teacher_ckpt], f"strong_{decode}",
-                             "--aug", "weak_strong", "--no-single-aug", "--decode", decode)
+                             "--aug", "weak_strong", "--no-single-aug", "--decode", decode, "--epochs", "1")
             for decode in ("cpu", "gpu")}
     cpu, gpu = runs["cpu"]["last"]["train_loss"], runs["gpu"]["last"]["train_loss"]
-    # measured 0.2 % apart; one shared view instead of two gives 2.7 %, weak instead of strong 1 %
-    assert np.isfinite(gpu) and abs(gpu - cpu) < 0.005 * abs(cpu), (cpu, gpu)
+    # measured 0.10 % (one thread) and 0.16 % (two) apart; on the GPU path one shared view instead of
+    # two is 0.54 % off the PIL run, weak views instead of strong ones 0.39 %
+    assert np.isfinite(gpu) and abs(gpu - cpu) < 0.0025 * abs(cpu), (cpu, gpu)
