@@ -61,9 +61,12 @@ EXPENSIVE_FIXTURES = {"digits_teacher", "shared_runs", "sskd_runs", "small_teach
 
 # The longest tests first, so that the workers finish together (test.sh keeps this order:
 # --no-loadscope-reorder); everything else follows in file order, the quick tests last.
+# The second worker starts with the tiny grid (its own teachers) while the first trains the digits
+# teacher that both bf16 runs need, instead of waiting for it.
 LONGEST_FIRST = ("tests/test_bf16_runs.py::test_bf16_run_ends_near_float32[sskd]",
-                 "tests/test_bf16_runs.py::test_bf16_run_ends_near_float32[crd]",
+                 "tests/test_grid.py::test_tiny_grid_with_two_concurrent_cells",
                  "tests/test_layers.py",   # xdist queues a second test behind the first: a short one
+                 "tests/test_bf16_runs.py::test_bf16_run_ends_near_float32[crd]",
                  "tests/test_grid.py", "tests/test_grid_slurm.py", "tests/test_bf16_runs.py",
                  "tests/test_compile.py::test_run_resumes_exactly_in_each_mode", "tests/test_kill_trials.py",
                  "tests/test_grid_simreg.py", "tests/test_compile.py", "tests/test_bad_inputs.py",

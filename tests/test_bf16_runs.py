@@ -54,7 +54,9 @@ def test_emulated_convolution_is_torch_bf16(channels_last):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", sorted(FAMILIES))
+# KD beside test_train_student's KD-beats-CE test, which reads the same float32 run
+@pytest.mark.parametrize("family", [pytest.param(f, marks=[pytest.mark.xdist_group("kd_float32")] if f == "kd" else [])
+                                    for f in sorted(FAMILIES)])
 def test_bf16_run_ends_near_float32(family, digits_teacher, shared_runs, tmp_path):
     off = float32_run(shared_runs, digits_teacher["ckpt"], family)
     # the float32 run's init phase (SSKD's teacher head) is reused, as when both ran in one folder

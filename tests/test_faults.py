@@ -119,6 +119,7 @@ def test_run_killed_before_first_checkpoint_resumes_or_restarts(tmp_path, small_
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sskd_runs")   # beside the fixture's other users: none waits on another worker
 def test_init_cache_reuse_is_bit_identical(sskd_runs):
     """SSKD: the teacher-head phase computed in one run and reused by the next: the same weights."""
     computed, reused = sskd_runs["computed"]["folder"], sskd_runs["reused"]["folder"]
@@ -128,6 +129,7 @@ def test_init_cache_reuse_is_bit_identical(sskd_runs):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sskd_runs")
 def test_kill_after_init_phase_resumes_bit_exact(tmp_path, sskd_runs, monkeypatch):
     """Stopped after the head phase (its init.pth written), resumed with its own fresh init cache,
     the run ends as the uninterrupted one (sskd_runs' computed run) ends."""

@@ -97,7 +97,9 @@ def _kill_fractions(config):
 TRIALS = [(config, trial) for config in ("teacher", "crd", "sskd", "simreg") for trial in range(TRIALS_PER_CONFIG)]
 
 
-@pytest.mark.parametrize("config,trial", TRIALS, ids=[f"{c}-{t}" for c, t in TRIALS])
+# a config's trials on one worker: its reference is built by the first, never waited for by another worker
+@pytest.mark.parametrize("config,trial", [pytest.param(c, t, marks=pytest.mark.xdist_group(f"kill_{c}"))
+                                          for c, t in TRIALS], ids=[f"{c}-{t}" for c, t in TRIALS])
 def test_sigkill_then_resume_is_bit_exact(config, trial, references, small_teacher, tmp_path, capsys):
     cfg = _configs(small_teacher["ckpt"])[config]
     ref = references(config)

@@ -25,6 +25,7 @@ def _run(tmp_path, teacher, name, *extra):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("kd_float32")   # with the bf16 KD test, which shares its float32 run
 def test_kd_student_beats_plain_student(digits_teacher, shared_runs, tmp_path):
     """The same budget with and without the teacher (the KD run is test_bf16_runs' float32 one)."""
     kd = float32_run(shared_runs, digits_teacher["ckpt"], "kd")["summary"]
@@ -36,6 +37,7 @@ def test_kd_student_beats_plain_student(digits_teacher, shared_runs, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sskd_runs")   # with test_faults' users of the fixture (one worker builds, none waits)
 def test_sskd_run_and_teacher_head_reuse(sskd_runs):
     first, second = (pathlib.Path(sskd_runs[k]["folder"]) for k in ("computed", "reused"))
     log = (first / "log.txt").read_text()
