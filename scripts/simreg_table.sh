@@ -5,19 +5,20 @@
 # teacher and student), then 1-NN / 20-NN and the linear probe; the report puts our numbers beside
 # the published ones. Runs through scripts/run_table.py: rows run side by side when there are GPUs
 # for them, and running it again continues an interrupted table. Edit the variables (or set them
-# in the environment).
-ROWS=${ROWS:-"0 1 2 3 4"}                   # rows of the table: 0 MoCo->MobileNetV2, 1 MoCo->R18,
+# in the environment); an empty one leaves the runner's default (`python scripts/run_table.py
+# simreg --help` shows it).
+ROWS=${ROWS:-}                              # rows of the table: 0 MoCo->MobileNetV2, 1 MoCo->R18,
                                             # 2 SimCLRx4->R50, 3 BYOL->R18, 4 SwAV->R18
-SEEDS=${SEEDS:-"0"}
-DATA_ROOT=${DATA_ROOT:-./data/imagenet}     # ImageFolder with train/ and val/
-DATASET=${DATASET:-imagenet}                # imagenet | imagenet100
-WEIGHTS_DIR=${WEIGHTS_DIR:-./weights}       # the teachers' published files (names in grid/tables.py)
+SEEDS=${SEEDS:-}                            # e.g. "0 1 2"
+DATA_ROOT=${DATA_ROOT:-}                    # ImageFolder with train/ and val/
+DATASET=${DATASET:-}                        # imagenet | imagenet100
+WEIGHTS_DIR=${WEIGHTS_DIR:-}                # the teachers' published files (names in grid/tables.py)
 CACHED=${CACHED:-}                          # 0/1 for every row; empty: as the paper (rows 2-4 cached)
 N_MLP_LAYERS=${N_MLP_LAYERS:-}             # empty: the method's own (4); also EPOCHS (130) and
 EPOCHS=${EPOCHS:-}                          # BATCH_SIZE (256, the global batch over the NPROC
 BATCH_SIZE=${BATCH_SIZE:-}                  # processes of a cell): see train_student.py --help
-NPROC=${NPROC:-4}                           # processes (GPUs) per node of a training / caching cell
-NODES=${NODES:-1}                           # nodes per training / caching cell (EXECUTOR=slurm)
+NPROC=${NPROC:-}                            # processes (GPUs) per node of a training / caching cell
+NODES=${NODES:-}                            # nodes per training / caching cell (EXECUTOR=slurm)
 GPUS=${GPUS:-0,1,2,3}                       # local executor: the GPUs the cells share out
 PER_GPU=${PER_GPU:-1}
 WORKERS=${WORKERS:-1}                       # concurrent cells when GPUS is empty (CPU processes)
@@ -36,12 +37,11 @@ LINEAR_ARGS=${LINEAR_ARGS:-}                # e.g. "--use-cache"
 DRY_RUN=${DRY_RUN:-0}                       # 1: print the commands only
 STATUS=${STATUS:-0}                         # 1: print every cell's state
 
-args=(simreg --rows "$ROWS" --seeds "$SEEDS" --dataset "$DATASET" --data-root "$DATA_ROOT"
-      --weights-dir "$WEIGHTS_DIR"
-      --nproc-per-node "$NPROC" --nodes "$NODES" --extra-args "$EXTRA_ARGS" --knn-args "$KNN_ARGS" --linear-args "$LINEAR_ARGS"
-      --out "$SAVE_DIR")
-if [ -n "$CACHED" ]; then args+=(--cached "$CACHED"); fi
-if [ -n "$N_MLP_LAYERS" ]; then args+=(--mlp-layers "$N_MLP_LAYERS"); fi
-if [ -n "$EPOCHS" ]; then args+=(--epochs "$EPOCHS"); fi
-if [ -n "$BATCH_SIZE" ]; then args+=(--batch-size "$BATCH_SIZE"); fi
+source "$(dirname "$0")/launcher_flags.sh"
+args=(simreg --out "$SAVE_DIR")
+# empty variables: the runner's defaults, which are SimRegTable's fields (and the method's own)
+flag --rows "$ROWS"; flag --seeds "$SEEDS"; flag --dataset "$DATASET"; flag --data-root "$DATA_ROOT"
+flag --weights-dir "$WEIGHTS_DIR"; flag --cached "$CACHED"; flag --mlp-layers "$N_MLP_LAYERS"
+flag --epochs "$EPOCHS"; flag --batch-size "$BATCH_SIZE"; flag --nproc-per-node "$NPROC"; flag --nodes "$NODES"
+flag --extra-args "$EXTRA_ARGS"; flag --knn-args "$KNN_ARGS"; flag --linear-args "$LINEAR_ARGS"
 source "$(dirname "$0")/table_launcher_lib.sh"
