@@ -35,7 +35,7 @@ def main(argv=None):
 
 
 def cache(args, info, device, started):
-    loaded = load_checkpoint(args, args.teacher, args.teacher_arch, args.teacher_format)
+    loaded = load_checkpoint(args, args.teacher, args.teacher_arch, args.teacher_format, evaluated=False)
     split = eval_split(args, args.split, device, rank=info.rank, world_size=info.world_size)
     net = backbone(loaded, split.norm, device, args.channels_last)
     dim = loaded.model.feat_dim

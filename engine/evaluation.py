@@ -60,14 +60,16 @@ def eval_split(args, split, device, purpose="eval", generator=None, rank=0, worl
                           workers=args.workers, decode=args.decode)
 
 
-def load_checkpoint(args, path, arch=None, fmt="auto"):
+def load_checkpoint(args, path, arch=None, fmt="auto", evaluated=True):
     """weights.Loaded of a checkpoint of any supported layout, read before the data: a --dataset
-    left out becomes the data set the checkpoint records (else UNRECORDED_DATASET), and one
-    recorded on another data set than --dataset needs --other-dataset."""
+    left out becomes the data set the checkpoint records (else UNRECORDED_DATASET). An `evaluated`
+    checkpoint recorded on another data set than --dataset needs --other-dataset; a teacher whose
+    features are cached (not evaluated) serves any data set, as it does in training."""
     loaded = weights.load(path, arch, fmt)
     if args.dataset is None:
         args.dataset = loaded.dataset or UNRECORDED_DATASET
-    check_dataset(loaded, args.dataset, args.other_dataset)
+    if evaluated:
+        check_dataset(loaded, args.dataset, args.other_dataset)
     return loaded
 
 
