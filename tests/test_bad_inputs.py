@@ -284,6 +284,24 @@ def test_runner_out_under_a_file(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["a_file"]
 
 
+@pytest.mark.parametrize("argv,expected", [
+    (["sskd", "--table", "same_architecture", "--seeds", "0 x"], "space-separated integers"),
+    (["sskd", "--table", "same_architecture", "--kd-weight", "-1"], "0 or more"),
+    (["sskd", "--table", "same_architecture", "--teacher-ckpt", "middle"], "invalid choice"),
+    (["simreg", "--cached", "2"], "is not 0 or 1"),
+    (["simreg", "--nproc-per-node", "0"], "at least 1"),
+], ids=["seeds_text", "kd_weight_negative", "teacher_ckpt_unknown", "cached_two", "nproc_zero"])
+def test_bad_runner_values(argv, expected, tmp_path, capsys):
+    """A table flag (made from its dataclass field) with a value the field cannot take: one line,
+    exit 2, nothing written."""
+    run_table = import_script("scripts/run_table.py")
+    with pytest.raises(SystemExit) as stop:
+        run_table.main(argv + ["--out", str(tmp_path / "out"), "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and expected in err[0], err
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher,env,expected", [
     ("simreg_table.sh", {"ROWS": "7"}, "no row 7"),
