@@ -4,7 +4,7 @@
 A field's flag is --field-name (or a name given by the caller), its value parsed from the field's
 type: int / float / str, a list as space-separated text, bool as a switch, Optional[bool] as 0 or
 1. Its help and, optionally, its value checker ("parse", applied to each list item) and choices
-come from the field's metadata (`flag_metadata`). Every flag defaults to None: a flag left out
+come from the field's metadata (`flag_field`). Every flag defaults to None: a flag left out
 leaves the field's own default, which the help shows."""
 import argparse
 import dataclasses
@@ -13,9 +13,11 @@ import typing
 _SCALARS = (int, float, str)
 
 
-def flag_metadata(help_text, parse=None, choices=None):
-    """A field's metadata for its flag: help text, value checker (an argparse type), choices."""
-    return {"help": help_text, "parse": parse, "choices": choices}
+def flag_field(help_text, default=dataclasses.MISSING, factory=dataclasses.MISSING, parse=None, choices=None):
+    """A dataclass field with its flag's help text, value checker (an argparse type) and choices;
+    `factory` for a mutable default (a list)."""
+    return dataclasses.field(default=default, default_factory=factory,
+                             metadata={"help": help_text, "parse": parse, "choices": choices})
 
 
 def flag_name(field_name, renamed=None):
@@ -88,19 +90,19 @@ def add_dataclass_args(parser, cls, skip=(), renamed=None, shown_defaults=None):
             continue
         if kind is bool:   # Optional[bool]: None (the field's default) unless set
             options.update(type=_zero_one, metavar="{0,1}")
-        elif typing.get_origin(kind) in (list, typing.List):
-            item = _scalar(typing.get_args(kind)[0])
+        else:
+            listed = typing.get_origin(kind) is list
+            item = _scalar(typing.get_args(kind)[0] if listed else kind)
             if item is None:
                 raise TypeError(f"{cls.__name__}.{f.name}: no command-line form for {hints[f.name]}; skip it")
             parse = meta.get("parse") or item
-            options.update(type=_list_of(parse, {int: "integers", float: "numbers", str: "values"}[item]))
-            options["metavar"] = '"A B ..."'
-        elif _scalar(kind) is not None:
-            options["type"] = meta.get("parse") or _scalar(kind)
-            if meta.get("choices"):
-                options["choices"] = meta["choices"]
-        else:
-            raise TypeError(f"{cls.__name__}.{f.name}: no command-line form for {hints[f.name]}; skip it")
+            if listed:
+                options.update(type=_list_of(parse, {int: "integers", float: "numbers", str: "values"}[item]),
+                               metavar='"A B ..."')
+            else:
+                options["type"] = parse
+                if meta.get("choices"):
+                    options["choices"] = meta["choices"]
         parser.add_argument(flag_name(f.name, renamed), **options)
 
 

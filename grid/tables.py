@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Union
 
-from core.dataclass_flags import flag_metadata
+from core.dataclass_flags import flag_field
 from core.validate import non_negative_float, non_negative_int, positive_int
 
 from .cells import Cell
@@ -35,32 +35,27 @@ class DistillationGrid:
     """pairs 'teacher:student'; rows: paper rows (ROWS) or any --method name; seeds of the students.
     `baselines` 'plus_kd' adds KD (alpha = kd_weight) to the feature baselines, as the SSKD tables;
     'alone' trains them with CE + method only (RepDistiller's tables)."""
-    pairs: List[str] = field(metadata=flag_metadata("space-separated teacher:student pairs"))
-    rows: List[str] = field(metadata=flag_metadata("space-separated rows: paper rows (" + " ".join(ROWS) +
-                                                   ") or any --method"))
-    seeds: List[int] = field(default_factory=lambda: [0],
-                             metadata=flag_metadata("space-separated student seeds", parse=non_negative_int))
-    dataset: str = field(default="cifar100", metadata=flag_metadata("the data set of every cell"))
-    data_root: str = field(default="./data", metadata=flag_metadata("the data set's folder"))
-    download: bool = field(default=False, metadata=flag_metadata("download the data set (CIFAR) first"))
-    epochs: Optional[int] = field(default=None, metadata=flag_metadata(
-        "epochs of every cell (default: each method's recipe, 240 for CIFAR)", parse=positive_int))
-    teacher_epochs: Optional[int] = field(default=None, metadata=flag_metadata(
-        "epochs of the teachers trained here (default: --epochs, else the recipe)", parse=positive_int))
-    teacher_seed: int = field(default=0, metadata=flag_metadata("seed of the teachers trained here",
-                                                                parse=non_negative_int))
+    pairs: List[str] = flag_field("space-separated teacher:student pairs")
+    rows: List[str] = flag_field("space-separated rows: paper rows (" + " ".join(ROWS) + ") or any --method")
+    seeds: List[int] = flag_field("space-separated student seeds", factory=lambda: [0], parse=non_negative_int)
+    dataset: str = flag_field("the data set of every cell", "cifar100")
+    data_root: str = flag_field("the data set's folder", "./data")
+    download: bool = flag_field("download the data set (CIFAR) first", False)
+    epochs: Optional[int] = flag_field("epochs of every cell (default: each method's recipe, 240 for CIFAR)", None,
+                                       parse=positive_int)
+    teacher_epochs: Optional[int] = flag_field("epochs of the teachers trained here (default: --epochs, else the "
+                                               "recipe)", None, parse=positive_int)
+    teacher_seed: int = flag_field("seed of the teachers trained here", 0, parse=non_negative_int)
     # SSKD used the best-test-epoch teacher; RepDistiller the last
-    teacher_ckpt: str = field(default="best", metadata=flag_metadata(
-        "which checkpoint of a teacher trained here its students load", choices=("best", "last")))
-    pretrained_teachers: Optional[str] = field(default=None, metadata=flag_metadata(
-        "folder of published teachers, <arch>_vanilla/ckpt_epoch_240.pth (scripts/fetch_teachers.sh)"))
-    baselines: str = field(default="plus_kd", metadata=flag_metadata(
-        "plus_kd: the feature baselines add KD (the SSKD tables); alone: CE + method (RepDistiller's)",
-        choices=("plus_kd", "alone")))
-    kd_weight: float = field(default=1.0, metadata=flag_metadata("KD's weight (alpha) beside a plus_kd baseline",
-                                                                 parse=non_negative_float))
-    extra_args: List[str] = field(default_factory=list, metadata=flag_metadata("appended to every command"))
-    student_args: List[str] = field(default_factory=list, metadata=flag_metadata("appended to student commands"))
+    teacher_ckpt: str = flag_field("which checkpoint of a teacher trained here its students load", "best",
+                                   choices=("best", "last"))
+    pretrained_teachers: Optional[str] = flag_field(
+        "folder of published teachers, <arch>_vanilla/ckpt_epoch_240.pth (scripts/fetch_teachers.sh)", None)
+    baselines: str = flag_field("plus_kd: the feature baselines add KD (the SSKD tables); alone: CE + method "
+                                "(RepDistiller's)", "plus_kd", choices=("plus_kd", "alone"))
+    kd_weight: float = flag_field("KD's weight (alpha) beside a plus_kd baseline", 1.0, parse=non_negative_float)
+    extra_args: List[str] = flag_field("appended to every command", factory=list)
+    student_args: List[str] = flag_field("appended to student commands", factory=list)
     # row -> extra flags of its cells (a grid file's field: no flag)
     overrides: Dict[str, List[str]] = field(default_factory=dict)
 
@@ -157,33 +152,26 @@ class SimRegTable:
     None leave the method's own value (losses/simreg.py: its recipe and head; the batch is global,
     over `nproc` processes): a command carries only what was set. `cached` None keeps each row's own
     choice (the paper cached rows 2-4)."""
-    rows: List[Union[int, dict]] = field(default_factory=lambda: list(range(len(SIMREG_ROWS))), metadata=flag_metadata(
-        f"space-separated rows of the table (0-{len(SIMREG_ROWS) - 1})", parse=non_negative_int))
-    seeds: List[int] = field(default_factory=lambda: [0], metadata=flag_metadata("space-separated student seeds",
-                                                                                 parse=non_negative_int))
-    dataset: str = field(default="imagenet", metadata=flag_metadata("the data set of every cell",
-                                                                    choices=("imagenet", "imagenet100")))
-    data_root: str = field(default="./data/imagenet", metadata=flag_metadata("ImageFolder with train/ and val/"))
-    weights_dir: str = field(default="./weights", metadata=flag_metadata("the teachers' published files"))
-    cached: Optional[bool] = field(default=None, metadata=flag_metadata(
-        "1: every row from cached teacher features, 0: none (default: as the paper, rows 2-4)"))
-    mlp_layers: Optional[int] = field(default=None, metadata=flag_metadata(
-        "layers of the prediction head (default: the method's, train_student.py --help)", parse=positive_int))
-    epochs: Optional[int] = field(default=None, metadata=flag_metadata(
-        "training epochs (default: the method's recipe)", parse=positive_int))
-    batch_size: Optional[int] = field(default=None, metadata=flag_metadata(
-        "global batch over the processes of a cell (default: the method's recipe)", parse=positive_int))
-    nproc: int = field(default=4, metadata=flag_metadata("processes (GPUs) per node of a caching / training cell",
-                                                         parse=positive_int))
-    nodes: int = field(default=1, metadata=flag_metadata("nodes per caching / training cell (--executor slurm)",
-                                                         parse=positive_int))
-    ks: str = field(default="1,20", metadata=flag_metadata("the k of the k-NN evaluations"))
-    extra_args: List[str] = field(default_factory=list, metadata=flag_metadata(
-        "appended to the caching and training commands"))
-    train_args: List[str] = field(default_factory=list, metadata=flag_metadata("appended to the training commands"))
-    linear_args: List[str] = field(default_factory=list, metadata=flag_metadata(
-        "appended to eval_linear.py, e.g. --use-cache"))
-    knn_args: List[str] = field(default_factory=list, metadata=flag_metadata("appended to eval_knn.py"))
+    rows: List[Union[int, dict]] = flag_field(f"space-separated rows of the table (0-{len(SIMREG_ROWS) - 1})",
+                                              factory=lambda: list(range(len(SIMREG_ROWS))), parse=non_negative_int)
+    seeds: List[int] = flag_field("space-separated student seeds", factory=lambda: [0], parse=non_negative_int)
+    dataset: str = flag_field("the data set of every cell", "imagenet", choices=("imagenet", "imagenet100"))
+    data_root: str = flag_field("ImageFolder with train/ and val/", "./data/imagenet")
+    weights_dir: str = flag_field("the teachers' published files", "./weights")
+    cached: Optional[bool] = flag_field("1: every row from cached teacher features, 0: none (default: as the paper, "
+                                        "rows 2-4)", None)
+    mlp_layers: Optional[int] = flag_field("layers of the prediction head (default: the method's, train_student.py "
+                                           "--help)", None, parse=positive_int)
+    epochs: Optional[int] = flag_field("training epochs (default: the method's recipe)", None, parse=positive_int)
+    batch_size: Optional[int] = flag_field("global batch over the processes of a cell (default: the method's recipe)",
+                                           None, parse=positive_int)
+    nproc: int = flag_field("processes (GPUs) per node of a caching / training cell", 4, parse=positive_int)
+    nodes: int = flag_field("nodes per caching / training cell (--executor slurm)", 1, parse=positive_int)
+    ks: str = flag_field("the k of the k-NN evaluations", "1,20")
+    extra_args: List[str] = flag_field("appended to the caching and training commands", factory=list)
+    train_args: List[str] = flag_field("appended to the training commands", factory=list)
+    linear_args: List[str] = flag_field("appended to eval_linear.py, e.g. --use-cache", factory=list)
+    knn_args: List[str] = flag_field("appended to eval_knn.py", factory=list)
 
     def set_flags(self):
         """The training flags of the fields a user set (None: the method's own value)."""

@@ -151,13 +151,13 @@ def test_a_new_grid_field_gets_its_flag_or_fails_loudly():
     from dataclasses import dataclass, field
     from typing import Dict, List, Optional
 
-    from core.dataclass_flags import add_dataclass_args, dataclass_values, flag_metadata
+    from core.dataclass_flags import add_dataclass_args, dataclass_values, flag_field
 
     @dataclass
     class Toy:
-        widths: List[int] = field(default_factory=lambda: [2, 3], metadata=flag_metadata("the widths"))
+        widths: List[int] = flag_field("the widths", factory=lambda: [2, 3])
         warm: Optional[bool] = None
-        lr: float = field(default=0.1, metadata=flag_metadata("a rate of 50%"))
+        lr: float = flag_field("a rate of 50%", 0.1)
         table: Dict[str, int] = field(default_factory=dict)
 
     with pytest.raises(TypeError, match="Toy.table"):
