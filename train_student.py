@@ -22,7 +22,7 @@ from core.optim import sgd
 from core.schedule import Schedule
 from core.validate import (Parser, int_list, momentum, non_negative_float, positive_float, positive_int,
                            require, run_folder_path, writable_folder)
-from datasets import imagenet
+from datasets.imagenet_constants import AUGMENTATIONS
 from datasets.feature_cache import FeatureCache
 from engine.distill import CachedTeacher, FrozenNet, build_distiller
 from engine.init_phase import init_cache_path, reuse_or_run_init
@@ -76,7 +76,7 @@ def parse_args(argv=None):
     m.add_argument("--init-cache", default=None,
                    help="folder where init-phase results are saved and reused (default <save-dir>/init_cache)")
     d = add_image_folder_args(p)
-    d.add_argument("--aug", default="weak_weak", choices=imagenet.AUGMENTATIONS,
+    d.add_argument("--aug", default="weak_weak", choices=AUGMENTATIONS,
                    help="SimReg (teacher, student) augmentations")
     d.add_argument("--single-aug", default=True, action=argparse.BooleanOptionalAction,
                    help="SimReg: one augmented view shared by student and teacher (the paper default)")

@@ -16,7 +16,6 @@ from functools import cached_property
 
 import torch
 
-from . import gpu_decode, imagenet
 from .errors import DatasetError, DatasetNotFoundError
 from .feature_cache import dataset_identity, image_set_identity
 from .memory import ImageSet, InMemoryLoader, load_image_sets
@@ -86,6 +85,8 @@ def build(name, root=None, split="train", purpose="eval", views="plain", *, batc
         return Split(name, "train" if train else "test", loader, image_set.labels, image_set.num_classes,
                      tuple(image_set.images.shape[1:]), image_set.mean, image_set.std,
                      "augmented" if shuffled else "full", image_set)
+    # image folders need torchvision: imported here, so that in-memory runs start without it
+    from . import gpu_decode, imagenet
     if views == "rotations":
         raise DatasetError("SSKD's rotated views are implemented for the in-memory data sets ("
                            + ", ".join(n for n in NAMES if REGISTRY[n].in_memory) + ")")

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Optional
 
-from . import cifar, digits, imagenet
+from . import cifar, digits
 from .errors import DatasetError
+from .imagenet_constants import IMAGENET100_INDICES, IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,10 @@ REGISTRY = {e.name: e for e in (
                  "cifar-10-batches-py/", partial(cifar.load, layout=cifar.CIFAR10)),
     DatasetEntry("digits", "memory", digits.NUM_CLASSES, None, None, "nothing (bundled with scikit-learn)",
                  digits.load),
-    DatasetEntry("imagenet", "folder", None, imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD, "train/ and val/"),
-    DatasetEntry("imagenet100", "folder", None, imagenet.IMAGENET_MEAN, imagenet.IMAGENET_STD,
+    DatasetEntry("imagenet", "folder", None, IMAGENET_MEAN, IMAGENET_STD, "train/ and val/"),
+    DatasetEntry("imagenet100", "folder", None, IMAGENET_MEAN, IMAGENET_STD,
                  "train/ and val/ of the full ImageNet (SimReg's 100 classes are picked from it)",
-                 class_subset=imagenet.IMAGENET100_INDICES),
+                 class_subset=IMAGENET100_INDICES),
 )}
 NAMES = tuple(REGISTRY)
 

@@ -95,13 +95,34 @@ def git_revision():
         return "unknown"
 
 
+# the optional libraries a run records, each with the distributions that install it
+OPTIONAL_LIBRARIES = {"torchvision": ("torchvision",), "faiss": ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss"),
+                      "sklearn": ("scikit-learn",)}
+
+
+def _installed_version(module):
+    """The version of the distribution that installed `module`, read from its metadata without
+    importing it (faiss and scikit-learn cost most of a second to import); a module importable but
+    installed otherwise (a source tree, a conda build) is imported to ask; None when absent."""
+    import importlib.metadata
+    import importlib.util
+    for dist in OPTIONAL_LIBRARIES[module]:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    if importlib.util.find_spec(module) is None:
+        return None
+    try:
+        return __import__(module).__version__
+    except Exception:  # a broken install is recorded as absent
+        return None
+
+
 def versions():
     out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
-    for name in ("torchvision", "faiss", "sklearn"):
-        try:
-            out[name] = __import__(name).__version__
-        except Exception:  # optional libraries: record that they are absent
-            out[name] = None
+    for name in OPTIONAL_LIBRARIES:
+        out[name] = _installed_version(name)
     return out
 
 

@@ -8,7 +8,7 @@ supported layout load through `models.weights.load`.
 """
 from core.errors import UserError
 
-from . import cifar_resnet, imagenet, mobilenetv2, resnet_v2, shufflenet, vgg, wrn
+from . import cifar_resnet, mobilenetv2, resnet_v2, shufflenet, vgg, wrn
 from .common import Outputs
 
 # RepDistiller's model_dict, then SSKD's extra thin ResNets
@@ -19,17 +19,20 @@ for _family in (cifar_resnet, resnet_v2, wrn, vgg, mobilenetv2, shufflenet):
 CIFAR_MODELS.update(resnet_v2.UNREGISTERED)
 CIFAR_MODELS.update(vgg.UNREGISTERED)
 
-# ImageNet feature extractors (SimReg): no classifier, `num_classes` is ignored
-IMAGENET_BACKBONES = dict(imagenet.BACKBONES)
+# ImageNet feature extractors (SimReg; models/imagenet.py's BACKBONES): no classifier, `num_classes`
+# is ignored. They subclass torchvision's models, so models.imagenet (and torchvision) is imported at
+# the first build: a process training a CIFAR model starts without it.
+IMAGENET_BACKBONES = ("resnet18", "resnet50", "resnet50x4", "mobilenet_v2", "byol_resnet50")
 
 
-def _ignoring_classes(build):
+def _imagenet_backbone(name):
     def create_backbone(num_classes=None):   # feature extractors have no classifier
-        return build()
+        from . import imagenet
+        return imagenet.BACKBONES[name]()
     return create_backbone
 
 
-REGISTRY = {**CIFAR_MODELS, **{k: _ignoring_classes(b) for k, b in IMAGENET_BACKBONES.items()}}
+REGISTRY = {**CIFAR_MODELS, **{name: _imagenet_backbone(name) for name in IMAGENET_BACKBONES}}
 
 # archs whose reference recipe uses lr 0.01 instead of 0.05
 LOW_LR_ARCHS = ("MobileNetV2", "ShuffleV1", "ShuffleV2")

@@ -149,7 +149,8 @@ def test_simclr_x4_converter_layout_is_recognised():
 def test_imagenet100_subset():
     """SimReg's subset: the classes at the seed-1234 indices of the sorted 1000, relabelled 0..99."""
     import numpy as np
-    from datasets.imagenet import IMAGENET100_INDICES, keep_classes
+    from datasets.imagenet import keep_classes
+    from datasets.imagenet_constants import IMAGENET100_INDICES
 
     class FakeFolder:
         root = "/x"
@@ -164,3 +165,12 @@ def test_imagenet100_subset():
     assert len(ds.classes) == 100 and len(ds.samples) == 200 and ds.targets == [y for _, y in ds.samples]
     assert ds.classes[0] == "n00000021" and ds.class_to_idx["n00000990"] == 99
     assert all(ds.classes[y] in p for p, y in ds.samples)
+
+
+def test_registry_names_every_backbone():
+    """models.IMAGENET_BACKBONES (the names the registry builds lazily) and models/imagenet.py's
+    BACKBONES (the builders) name the same networks."""
+    import models
+    from models.imagenet import BACKBONES
+    assert set(models.IMAGENET_BACKBONES) == set(BACKBONES)
+    assert type(models.create("resnet18")).__name__ == "ResNetBackbone"

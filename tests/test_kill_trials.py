@@ -63,20 +63,42 @@ def _where(folder):
     return "before the run folder was written"
 
 
+# the moments a run passes, each marked by the file it writes then (after `started`, its imports)
+MILESTONES = (("started", "args.json"), ("init phase", os.path.join("ckpt", "init.pth")),
+              ("epoch 1", os.path.join("ckpt", "last.pth")))
+
+
+def _passed(run_folder, seen, t0):
+    """Record in `seen` the time (since t0) at which each milestone's file is first found."""
+    for name, rel in MILESTONES:
+        if name not in seen and os.path.exists(os.path.join(run_folder, rel)):
+            seen[name] = time.time() - t0
+
+
 def _reference(cfg, root):
-    """The uninterrupted run of a config, timed: when its process is past its imports (the run
-    folder appears) and when it ends."""
+    """The uninterrupted run of a config, timed: when its process passes each milestone and when
+    it ends."""
     t0 = time.time()
     proc = subprocess.Popen(_command(cfg, str(root), str(root / "init_cache")),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
-    started = None
+    seen = {}
     while proc.poll() is None:
-        if started is None and (root / "run" / "args.json").exists():
-            started = time.time() - t0
-        time.sleep(0.05)
-    assert proc.returncode == 0
-    return {"folder": str(root / "run"), "seconds": time.time() - t0, "started": started or 0.0,
+        _passed(str(root / "run"), seen, t0)
+        time.sleep(0.02)
+    assert proc.returncode == 0 and "started" in seen, seen
+    return {"folder": str(root / "run"), "seconds": time.time() - t0, "milestones": seen,
             "init_cache": str(root / "init_cache")}
+
+
+def _kill_point(ref, fraction):
+    """A moment `fraction` of the way through the reference run after its imports, as (the last
+    milestone before it, seconds after that milestone): a trial waits for its own process to pass
+    that milestone, so a machine busier or idler than when the reference ran moves the kill by at
+    most a part of one epoch, instead of past the run's end."""
+    started = ref["milestones"]["started"]
+    moment = started + fraction * (ref["seconds"] - started)
+    name, at = max(((n, t) for n, t in ref["milestones"].items() if t <= moment), key=lambda m: m[1])
+    return name, moment - at
 
 
 @pytest.fixture(scope="session")
@@ -107,10 +129,15 @@ def test_sigkill_then_resume_is_bit_exact(config, trial, references, small_teach
     # odd trials share the uninterrupted run's init cache: a reused init phase must change nothing
     init_cache = ref["init_cache"] if trial % 2 else os.path.join(save_dir, "init_cache")
     cmd = _command(cfg, save_dir, init_cache)
-    delay = ref["started"] + _kill_fractions(config)[trial] * (ref["seconds"] - ref["started"])
+    milestone, delay = _kill_point(ref, _kill_fractions(config)[trial])
     for _ in range(6):   # a run that finished before its kill is started again with a shorter delay
         shutil.rmtree(save_dir, ignore_errors=True)
+        t0 = time.time()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        seen = {}
+        while milestone not in seen and proc.poll() is None:
+            _passed(os.path.join(save_dir, "run"), seen, t0)
+            time.sleep(0.02)
         time.sleep(delay)
         killed = proc.poll() is None
         if killed:
@@ -129,7 +156,7 @@ def test_sigkill_then_resume_is_bit_exact(config, trial, references, small_teach
     assert done.returncode == 0, done.stderr[-2000:]
     assert _equal(_weights(os.path.join(save_dir, "run")), _weights(ref["folder"])), (config, trial, where)
     with capsys.disabled():
-        print(f"\n{config} trial {trial}: SIGKILL at {delay:.1f}s {where}; resumed bit-exact")
+        print(f"\n{config} trial {trial}: SIGKILL {delay:.1f}s after {milestone}, {where}; resumed bit-exact")
 
 
 WRITER = """

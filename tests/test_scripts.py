@@ -143,3 +143,28 @@ def test_knn_and_linear_launchers(tmp_path, digits_teacher):
         subprocess.run(["bash", os.path.join(ROOT, script)], env=env, check=True, capture_output=True, text=True)
     summary = json.loads((tmp_path / "exp" / "summary.json").read_text())
     assert set(summary["knn"]["top1"]) == {"1", "20"} and summary["linear"]["epochs"] == 40
+
+
+@pytest.mark.slow
+def test_scripts_start_without_the_libraries_only_some_runs_need():
+    """Importing a training or evaluation script imports neither torchvision (image folders, the
+    ImageNet backbones) nor torch._dynamo (--compile; torch's optimizer imports it when it is first
+    built, not before), and a run folder records library versions without importing faiss or
+    scikit-learn: each costs part of a second of every process start."""
+    code = ("import sys; import train_student, train_teacher, eval_knn, eval_linear, cache_features; "
+            "from engine.run_folder import versions; v = versions(); "
+            "print(sorted(m for m in ('torchvision', 'torch._dynamo', 'faiss', 'sklearn') if m in sys.modules)); "
+            "print(v['faiss'] is not None and v['sklearn'] is not None and v['torchvision'] is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["[]", "True"], out.stdout + out.stderr
+
+
+def test_recorded_versions_are_the_installed_libraries():
+    import faiss
+    import sklearn
+    import torchvision
+
+    from engine.run_folder import versions
+    v = versions()
+    assert v["faiss"] == faiss.__version__ and v["sklearn"] == sklearn.__version__
+    assert v["torchvision"] == torchvision.__version__.split("+")[0]   # the distribution's version
