@@ -6,6 +6,8 @@
   summary.json  final and best accuracies (and evaluation results added later)
 """
 import datetime
+import importlib.metadata
+import importlib.util
 import os
 import platform
 import socket
@@ -104,8 +106,6 @@ def _installed_version(module):
     """The version of the distribution that installed `module`, read from its metadata without
     importing it (faiss and scikit-learn cost most of a second to import); a module importable but
     installed otherwise (a source tree, a conda build) is imported to ask; None when absent."""
-    import importlib.metadata
-    import importlib.util
     for dist in OPTIONAL_LIBRARIES[module]:
         try:
             return importlib.metadata.version(dist)
