@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/python_env.sh "pytest, xdist"
 # glibc's malloc hands every large freed block (a batch's activations, its gradients) back to the
-# kernel and faults it in again, zeroed, at the next step: a third of a one-thread CPU step. Freed
+# kernel and faults it in again, zeroed, at the next step (10-40 % of a one-thread CPU step). Freed
 # memory is kept for reuse instead (the arithmetic is unchanged; a process keeps its peak heap).
 export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=2147483647:glibc.malloc.top_pad=268435456"
 args=()
