@@ -168,14 +168,15 @@ def test_a_run_reads_the_teacher_file_once(digits_teacher, tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_init_cache_ignores_other_methods_hparams(digits_teacher, tmp_path):
-    """AB's init-phase result depends on AB's settings only: --nce-k (CRD's) does not invalidate it."""
+def test_init_cache_ignores_other_methods_hparams(small_teacher, tmp_path):
+    """AB's init-phase result depends on AB's settings only: --nce-k (CRD's) does not invalidate it
+    (cache keys, not accuracy: the two-epoch resnet8 teacher)."""
     args = ["--method", "abound", "--student", "resnet8", "--epochs", "1", "--init-epochs", "1"]
-    _run(tmp_path, digits_teacher["ckpt"], "ab1", *args)
-    _run(tmp_path, digits_teacher["ckpt"], "ab2", *args, "--nce-k", "100")
+    _run(tmp_path, small_teacher["ckpt"], "ab1", *args)
+    _run(tmp_path, small_teacher["ckpt"], "ab2", *args, "--nce-k", "100")
     assert "reused" in (tmp_path / "ab2" / "log.txt").read_text()
     assert len(list((tmp_path / "init_cache").iterdir())) == 1
-    _run(tmp_path, digits_teacher["ckpt"], "ab3", *args, "--init-epochs", "2")
+    _run(tmp_path, small_teacher["ckpt"], "ab3", *args, "--init-epochs", "2")
     assert "reused" not in (tmp_path / "ab3" / "log.txt").read_text()
     assert len(list((tmp_path / "init_cache").iterdir())) == 2
 
